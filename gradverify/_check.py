@@ -1,0 +1,647 @@
+"""``check_vjp`` and its conventions: structural checks, then numbers, then a verdict.
+
+Defaults (documented in the README as well):
+
+* ``mode="auto"``: full (every element) when the differentiated inputs hold at most
+  ``FULL_MODE_MAX`` elements, else directional.
+* ``truth="auto"``: per element when the differentiated inputs hold at most
+  ``TRUTH_ELEMENTWISE_MAX`` elements; along the random directions when all inputs together
+  hold at most ``TRUTH_DIRECTIONAL_MAX``; off beyond that, with the reason in the report.
+  When the function cannot run on mpmath arrays, ``auto`` records why and goes on without
+  a truth; an explicit ``truth="elementwise"`` or ``"directional"`` raises instead.
+"""
+
+import functools
+import time
+
+import numpy as np
+
+from gradverify import _backend, _highprec, _numerical, _tolerances
+from gradverify._errors import GradientMismatch, HighPrecisionUnavailable, InvalidArgument, UserFunctionError
+from gradverify._result import ElementReport, InputReport, StructuralFailure, VerificationResult
+from gradverify._truth import HighPrecisionPhi, element_scale
+
+FULL_MODE_MAX = 20_000
+TRUTH_ELEMENTWISE_MAX = 64
+TRUTH_DIRECTIONAL_MAX = 50_000
+DEFAULT_DPS = 40
+MODES = ("auto", "full", "directional")
+TRUTHS = ("auto", "elementwise", "directional", "off")
+EXAMPLES_SHOWN = 3
+
+
+def check_vjp(
+    fn,
+    vjp,
+    *inputs,
+    wrt=None,
+    cotangent=None,
+    mode="auto",
+    batched=False,
+    directions=4,
+    truth="auto",
+    dps=DEFAULT_DPS,
+    rtol=None,
+    richardson=False,
+    seed=0,
+    max_batch_bytes=2**28,
+    name=None,
+):
+    """Check a hand-written vector-Jacobian product against finite differences and the truth.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(*inputs) -> array``. Close over labels, masks and hyperparameters.
+    vjp : callable
+        ``vjp(cotangent, *inputs) -> tuple`` with one gradient per input (``None`` allowed
+        for inputs outside ``wrt``).
+    *inputs : arrays
+        NumPy, CuPy or array-api-strict arrays, all of one library and on one device.
+    wrt : sequence of int, optional
+        Which inputs to differentiate (default: every floating-point input). An integer
+        input cannot be differentiated.
+    cotangent : array, optional
+        The vector ``v`` of ``v^T J``; default a seeded standard normal draw.
+    mode : {"auto", "full", "directional"}
+        Every element, or ``directions`` random signed directions over all inputs at once.
+    batched : bool
+        ``fn`` maps a leading batch axis on every input to a leading axis of its output;
+        full mode then evaluates many perturbations per call.
+    truth : {"auto", "elementwise", "directional", "off"}
+        The high-precision (mpmath) side; see the module notes for ``auto``.
+    dps : int
+        Significant digits of the truth (at least 30).
+    rtol : float, optional
+        Relative tolerance; by default keyed by each input's dtype
+        (:data:`gradverify._tolerances.RTOL`).
+    richardson : bool
+        Extrapolate the finite differences (three step sizes, error ``O(h^4)``).
+    seed : int
+        Seeds the default cotangent and the directions.
+    max_batch_bytes : int
+        Memory bound of one batched call.
+    name : str, optional
+        The function's name in the report.
+
+    Returns
+    -------
+    VerificationResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradverify import check_vjp
+    >>> x = np.array([0.5, -1.5, 2.0])
+    >>> result = check_vjp(np.tanh, lambda v, x: (v * (1 - np.tanh(x) ** 2),), x)
+    >>> result.passed, result.blame
+    (True, None)
+    """
+    started = time.perf_counter()
+    run = _Run(fn, vjp, inputs, wrt, cotangent, mode, batched, directions, truth, dps, rtol, richardson, seed, max_batch_bytes, name)
+    return run.execute(started)
+
+
+def check_layer(forward, backward, *inputs, **options):
+    """Check ``backward`` for the ``out, cache = forward(*inputs)``, ``grads = backward(dout, cache)`` convention.
+
+    Options are those of :func:`check_vjp`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradverify import check_layer
+    >>> def forward(x, w):
+    ...     return x @ w, (x, w)
+    >>> def backward(dout, cache):
+    ...     x, w = cache
+    ...     return dout @ w.T, x.T @ dout
+    >>> rng = np.random.default_rng(0)
+    >>> check_layer(forward, backward, rng.normal(size=(2, 3)), rng.normal(size=(3, 4))).passed
+    True
+    """
+    _require_callable(forward, "forward")
+    _require_callable(backward, "backward")
+
+    def fn(*xs):
+        return _split_forward(forward(*xs))[0]
+
+    def vjp(v, *xs):
+        return backward(v, _split_forward(forward(*xs))[1])
+
+    options.setdefault("name", _name_of(forward))
+    return check_vjp(fn, vjp, *inputs, **options)
+
+
+def check_grad(f, grad_f, *inputs, **options):
+    """Check ``grad_f`` for a scalar-valued ``f``.
+
+    ``grad_f(*inputs)`` returns a tuple with one gradient per input (a bare array when there
+    is one input). Options are those of :func:`check_vjp`; the cotangent defaults to 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradverify import check_grad
+    >>> check_grad(lambda x: np.sum(x ** 3), lambda x: 3 * x ** 2, np.array([1.0, -2.0])).passed
+    True
+    """
+    _require_callable(f, "f")
+    _require_callable(grad_f, "grad_f")
+
+    def fn(*xs):
+        y = f(*xs)
+        xp = _backend.namespace_of(*xs)
+        if xp is _highprec.namespace:
+            return xp.asarray(y)
+        return xp.asarray(y, device=_backend.device_of(xs[0]))
+
+    def vjp(v, *xs):
+        grads = grad_f(*xs)
+        if not isinstance(grads, (tuple, list)):
+            grads = (grads,)
+        return tuple(None if g is None else v * g for g in grads)
+
+    if options.get("cotangent") is None and inputs:
+        xp = _backend.namespace_of(*inputs)
+        x0 = next((x for x in inputs if _backend.is_real_floating(xp, x.dtype)), inputs[0])
+        options["cotangent"] = xp.ones((), dtype=x0.dtype, device=_backend.device_of(x0))
+    options.setdefault("name", _name_of(f))
+    return check_vjp(fn, vjp, *inputs, **options)
+
+
+def _assert(check):
+    @functools.wraps(check)
+    def asserting(*args, **kwargs):
+        __tracebackhide__ = True
+        result = check(*args, **kwargs)
+        if not result.passed:
+            raise GradientMismatch(result)
+        return result
+
+    asserting.__name__ = asserting.__qualname__ = check.__name__.replace("check_", "assert_")
+    asserting.__doc__ = (
+        f"Like :func:`{check.__name__}`, but raise :class:`GradientMismatch` (an AssertionError"
+        " whose message is the readable report) unless it passes; return the result otherwise."
+    )
+    return asserting
+
+
+assert_vjp = _assert(check_vjp)
+assert_layer = _assert(check_layer)
+assert_grad = _assert(check_grad)
+
+
+class _Run:
+    """One check: validated arguments, the calls made so far, and the findings."""
+
+    def __init__(self, fn, vjp, inputs, wrt, cotangent, mode, batched, directions, truth, dps, rtol, richardson, seed, max_batch_bytes, name):
+        _require_callable(fn, "fn")
+        _require_callable(vjp, "vjp")
+        if not inputs:
+            raise InvalidArgument("no inputs given: call check_vjp(fn, vjp, x, ...) with at least one array")
+        _require_choice(mode, "mode", MODES)
+        if truth is False or truth is None:
+            truth = "off"
+        elif truth is True:
+            truth = "auto"
+        _require_choice(truth, "truth", TRUTHS)
+        _require_int(directions, "directions", 1)
+        _require_int(dps, "dps", 30)
+        _require_int(seed, "seed", 0)
+        _require_int(max_batch_bytes, "max_batch_bytes", 1)
+        if not isinstance(batched, bool):
+            raise InvalidArgument(f"batched={batched!r} must be True or False")
+        if not isinstance(richardson, bool):
+            raise InvalidArgument(f"richardson={richardson!r} must be True or False")
+        for i, x in enumerate(inputs):
+            if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+                msg = (
+                    f"input {i} is a {type(x).__name__}, not an array; pass arrays (e.g. "
+                    "np.asarray(value)) or close over non-array arguments with functools.partial"
+                )
+                raise InvalidArgument(msg)
+        self.xp = xp = _backend.namespace_of(*inputs)
+        if xp is _highprec.namespace:
+            raise InvalidArgument("inputs are mpmath arrays; pass float arrays, gradverify makes the high-precision copies")
+        self.device = _backend.device_of(inputs[0])
+        for i, x in enumerate(inputs):
+            if _backend.device_of(x) != self.device:
+                msg = f"input {i} is on {_backend.device_of(x)} but input 0 is on {self.device}; move all inputs to one device"
+                raise InvalidArgument(msg)
+        self.floating = [_backend.is_real_floating(xp, x.dtype) for x in inputs]
+        self.wrt = self._resolve_wrt(wrt, inputs)
+        self.rtols = {i: _tolerances.rtol_for(_backend.dtype_name(inputs[i].dtype), rtol) for i in self.wrt}
+        self.fn, self.vjp, self.inputs = fn, vjp, list(inputs)
+        self.cotangent = cotangent
+        self.mode, self.truth, self.batched = mode, truth, batched
+        self.directions, self.dps, self.seed = directions, dps, seed
+        self.richardson, self.max_batch_bytes = richardson, max_batch_bytes
+        self.name = name or _name_of(fn)
+        self.structural = []
+        self.calls = {"fn": 0, "vjp": 0, "fn_float64": 0, "fn_high_precision": 0}
+        self.truth_used, self.truth_note = "off", ""
+
+    def _resolve_wrt(self, wrt, inputs):
+        if wrt is None:
+            chosen = [i for i, fl in enumerate(self.floating) if fl]
+            if not chosen:
+                dtypes = ", ".join(_backend.dtype_name(x.dtype) for x in inputs)
+                raise InvalidArgument(f"no floating-point input to differentiate (dtypes {dtypes}); pass float arrays")
+            return chosen
+        if isinstance(wrt, int):
+            wrt = (wrt,)
+        try:
+            chosen = sorted({int(i) for i in wrt})
+        except TypeError:
+            raise InvalidArgument(f"wrt={wrt!r} must be a sequence of input positions, e.g. wrt=(0, 1)") from None
+        for i in chosen:
+            if not 0 <= i < len(inputs):
+                raise InvalidArgument(f"wrt names input {i}, but there are {len(inputs)} inputs (positions 0..{len(inputs) - 1})")
+            if not self.floating[i]:
+                dtype = _backend.dtype_name(inputs[i].dtype)
+                msg = (
+                    f"input {i} has dtype {dtype} and cannot be differentiated; leave it out of wrt"
+                    " (or close over it with functools.partial), or pass it as a real floating array"
+                )
+                raise InvalidArgument(msg)
+        if not chosen:
+            raise InvalidArgument("wrt is empty; name at least one input to differentiate")
+        return chosen
+
+    # -- calling the code under test -------------------------------------------------
+
+    def _call(self, what, func, *args):
+        self.calls[what] += 1
+        try:
+            return func(*args)
+        except Exception as exc:
+            msg = f"{what} raised {type(exc).__name__}: {exc} (its traceback follows, as the cause)"
+            raise UserFunctionError(msg) from exc
+
+    def _fail(self, kind, message, i=None, blame=None):
+        self.structural.append(StructuralFailure(kind=kind, message=message, input=i, blame=blame))
+
+    # -- the check ---------------------------------------------------------------------
+
+    def execute(self, started):
+        reports = []
+        if self._structural():
+            reports = self._numerics()
+        return self._result(reports, started)
+
+    def _structural(self):
+        """The checks that need no finite difference; False when numerics cannot follow."""
+        xp, inputs = self.xp, self.inputs
+        for i, x in enumerate(inputs):
+            if self.floating[i] and not bool(xp.all(xp.isfinite(x))):
+                self._fail("nonfinite_input", f"input {i} holds NaN or Inf at index {_first_bad(xp, x)}; gradients are checked at finite points", i)
+        if self.structural:
+            return False
+        copies = [xp.asarray(x, copy=True) for x in inputs]
+        out = self._call("fn", self.fn, *inputs)
+        if not _is_array_of(xp, out):
+            msg = f"fn returned a {type(out).__name__}, not an array of the inputs' library; return an array (for a scalar function use check_grad)"
+            raise InvalidArgument(msg)
+        if not _backend.is_real_floating(xp, out.dtype):
+            raise InvalidArgument(f"fn returned dtype {_backend.dtype_name(out.dtype)}; a differentiable function returns real floating values")
+        self.out = out
+        if not bool(xp.all(xp.isfinite(out))):
+            self._fail("nonfinite_output", f"fn returned NaN or Inf at output index {_first_bad(xp, out)}")
+            return False
+        self._check_mutation(copies, "fn")
+        if not _same(xp, out, self._call("fn", self.fn, *inputs)):
+            self._fail("fn_nondeterministic", "two calls of fn on the same inputs gave different outputs; make it deterministic (seed any randomness, e.g. pass the dropout mask)")
+        v = self._cotangent(out)
+        if v is None:
+            return False
+        v_copy = xp.asarray(v, copy=True)
+        grads = self._grads(v, copies, v_copy)
+        if grads is None:
+            return False
+        if not _tuple_same(xp, grads, self._call("vjp", self.vjp, v, *inputs), self.wrt):
+            self._fail("vjp_nondeterministic", "two calls of vjp on the same arguments gave different gradients", blame="analytic")
+        zero = self._call("vjp", self.vjp, xp.zeros_like(v), *inputs)
+        for i in self.wrt:
+            g = zero[i] if isinstance(zero, (tuple, list)) and len(zero) == len(inputs) else None
+            if _is_array_of(xp, g) and not bool(xp.all(g == 0)):
+                worst = float(xp.max(xp.abs(g)))
+                msg = f"a zero cotangent gave a nonzero gradient for input {i} (max |g| = {worst:.3g}); the backward must multiply by the upstream gradient"
+                self._fail("ignores_cotangent", msg, i, blame="analytic")
+        self.v, self.grads = v, grads
+        return True
+
+    def _check_mutation(self, copies, who):
+        for i, (x, c) in enumerate(zip(self.inputs, copies)):
+            if not _same(self.xp, x, c):
+                self._fail(f"{who}_mutates_input", f"{who} changed input {i} in place; work on a copy", i, blame="analytic" if who == "vjp" else None)
+                self.inputs[i] = c  # go on from the values the caller passed
+
+    def _cotangent(self, out):
+        xp = self.xp
+        if self.cotangent is None:
+            rng = np.random.default_rng(self.seed)
+            drawn = rng.standard_normal(size=tuple(out.shape))
+            return xp.astype(xp.asarray(drawn, device=self.device), out.dtype)
+        v = self.cotangent
+        if not _is_array_of(xp, v):
+            raise InvalidArgument(f"cotangent is a {type(v).__name__}; pass an array of the inputs' library shaped like fn's output {tuple(out.shape)}")
+        if tuple(v.shape) != tuple(out.shape):
+            raise InvalidArgument(f"cotangent has shape {tuple(v.shape)} but fn's output has shape {tuple(out.shape)}; they must match")
+        if not _backend.is_real_floating(xp, v.dtype):
+            raise InvalidArgument(f"cotangent has dtype {_backend.dtype_name(v.dtype)}; pass a real floating array")
+        return v
+
+    def _grads(self, v, copies, v_copy):
+        xp, inputs = self.xp, self.inputs
+        grads = self._call("vjp", self.vjp, v, *inputs)
+        self._check_mutation(copies, "vjp")
+        if not _same(xp, v, v_copy):
+            self._fail("vjp_mutates_cotangent", "vjp changed the cotangent in place; work on a copy", blame="analytic")
+        if not isinstance(grads, (tuple, list)):
+            got = "an array" if _is_array_of(xp, grads) else f"a {type(grads).__name__}"
+            self._fail("vjp_arity", f"vjp returned {got}; it must return a tuple with one gradient per input ({len(inputs)}), e.g. (dx,)", blame="analytic")
+            return None
+        if len(grads) != len(inputs):
+            self._fail("vjp_arity", f"vjp returned {len(grads)} gradients for {len(inputs)} inputs; return one per input (None for one not differentiated)", blame="analytic")
+            return None
+        usable = True
+        for i in self.wrt:
+            g, x = grads[i], inputs[i]
+            where = f"the gradient of input {i}"
+            if not _is_array_of(xp, g):
+                self._fail("gradient_type", f"{where} is {type(g).__name__}, not an array of the inputs' library", i, "analytic")
+                usable = False
+                continue
+            if tuple(g.shape) != tuple(x.shape):
+                self._fail("gradient_shape", f"{where} has shape {tuple(g.shape)}, the input has {tuple(x.shape)}", i, "analytic")
+                usable = False
+                continue
+            if g.dtype != x.dtype:
+                self._fail("gradient_dtype", f"{where} has dtype {_backend.dtype_name(g.dtype)}, the input has {_backend.dtype_name(x.dtype)}", i, "analytic")
+            if _backend.device_of(g) != self.device:
+                self._fail("gradient_device", f"{where} is on {_backend.device_of(g)}, the input on {self.device}", i, "analytic")
+                usable = False
+                continue
+            if not _backend.is_real_floating(xp, g.dtype):
+                self._fail("gradient_dtype", f"{where} has non-floating dtype {_backend.dtype_name(g.dtype)}", i, "analytic")
+                usable = False
+                continue
+            if not bool(xp.all(xp.isfinite(g))):
+                self._fail("nonfinite_gradient", f"{where} holds NaN or Inf at index {_first_bad(xp, g)} where fn is finite", i, "analytic")
+                usable = False
+        return grads if usable else None
+
+    # -- numbers ------------------------------------------------------------------------
+
+    def _numerics(self):
+        xp = self.xp
+        x64 = [_backend.float64_of(x, xp) if fl else x for x, fl in zip(self.inputs, self.floating)]
+        v64 = _backend.float64_of(self.v, xp)
+        out64 = self._call("fn", self.fn, *x64)
+        if not _is_array_of(xp, out64) or tuple(out64.shape) != tuple(self.out.shape):
+            raise InvalidArgument("fn returned a different shape for float64 inputs; the function must work in float64 as well as in the dtype under test")
+        eps_out = _tolerances.eps_for(_backend.dtype_name(out64.dtype))
+        phi0 = float(xp.sum(out64 * v64))
+        magnitude = float(xp.sum(xp.abs(out64 * v64)))
+        delta = _numerical.ROUNDING_ULPS * eps_out * magnitude
+        size = int(np.prod(out64.shape))
+        evaluator = _numerical.PhiEvaluator(self.fn, x64, v64, xp=xp, batched=self.batched, max_batch_bytes=self.max_batch_bytes, out_size=size)
+        if self.batched:
+            self._check_batched_claim(evaluator, phi0)
+        hosts = {i: _backend.to_numpy(x64[i]).astype(np.float64).reshape(-1) for i in self.wrt}
+        analytic = {i: _backend.to_numpy(self.grads[i]).astype(np.float64).reshape(-1) for i in self.wrt}
+        total = sum(h.size for h in hosts.values())
+        mode = self.mode if self.mode != "auto" else ("full" if total <= FULL_MODE_MAX else "directional")
+        self.mode = mode
+        rng = np.random.default_rng([self.seed, 1])
+        dirs = [{i: rng.choice([-1.0, 1.0], size=h.size) * _numerical.step_scale(h) for i, h in hosts.items()} for _ in range(self.directions)]
+        truth = self._truth_side(x64, total)
+        reports = []
+        if mode == "full":
+            for i in self.wrt:
+                st = _numerical.elementwise(evaluator, i, hosts[i], phi0, delta, self.richardson)
+                target = _numerical.REFINE_FRACTION * self.rtols[i] * np.maximum(np.abs(st.estimate), np.max(np.abs(st.estimate), initial=0.0) * 1e-3)
+                _numerical.refine_elementwise(evaluator, i, hosts[i], phi0, delta, self.richardson, st, target)
+                tv = self._truth_call(truth.elementwise, i, element_scale(hosts[i])) if self.truth_used == "elementwise" else None
+                reports.append(self._compare(f"input {i}", i, analytic[i], st, tv, self.rtols[i]))
+        if mode == "directional" or self.truth_used == "directional":
+            st = _numerical.directional(evaluator, dirs, phi0, delta, self.richardson)
+            a = np.array([sum(float(analytic[i] @ d[i]) for i in self.wrt) for d in dirs])
+            noise_terms = np.array([sum(float(np.abs(analytic[i]) @ np.abs(d[i])) for i in self.wrt) for d in dirs])
+            tv = self._truth_call(truth.directional, dirs) if self.truth_used == "directional" else None
+            rtol = max(self.rtols.values())
+            name = "all inputs (directional)" if mode == "directional" else "all inputs (directional truth)"
+            reports.append(self._compare(name, None, a, st, tv, rtol, noise_terms=noise_terms, shape=(self.directions,)))
+        self.calls["fn_float64"] = evaluator.calls
+        return reports
+
+    def _check_batched_claim(self, evaluator, phi0):
+        got = evaluator.phi(1, lambda start, stop: {self.wrt[0]: np.zeros((1, int(np.prod(self.inputs[self.wrt[0]].shape))))})[0]
+        if not np.isclose(got, phi0, rtol=1e-12, atol=1e-300):
+            msg = (
+                "batched=True, but fn with a leading batch axis of 1 on every input does not reproduce"
+                f" the unbatched output (sum(v * out) {got!r} vs {phi0!r}); pass batched=False or make fn map the batch axis"
+            )
+            raise InvalidArgument(msg)
+
+    def _truth_side(self, x64, total):
+        """Decide the truth mode and build the high-precision evaluator (or record why not)."""
+        want = self.truth
+        all_size = sum(int(np.prod(x.shape)) for x in x64)
+        if want == "elementwise" and self.mode == "directional":
+            raise InvalidArgument("truth='elementwise' compares every element, which needs mode='full'; pass truth='directional' with mode='directional'")
+        if want == "auto":
+            if total <= TRUTH_ELEMENTWISE_MAX and self.mode == "full":
+                want = "elementwise"
+            elif all_size <= TRUTH_DIRECTIONAL_MAX:
+                want = "directional"
+            else:
+                self.truth_note = f"inputs hold {all_size} elements, more than the {TRUTH_DIRECTIONAL_MAX} the truth takes by default; pass truth='directional' to force it"
+                return None
+        if want == "off":
+            self.truth_note = "turned off by the caller" if self.truth == "off" else self.truth_note
+            return None
+        hosts = [_backend.to_numpy(x) for x in x64]
+        v = _backend.to_numpy(_backend.float64_of(self.v, self.xp)).astype(np.float64)
+        try:
+            phi = HighPrecisionPhi(self.fn, hosts, v, dps=self.dps, floating=self.floating)
+        except HighPrecisionUnavailable as exc:
+            if self.truth != "auto":
+                raise
+            self.truth_note = f"unavailable: {exc}"
+            return None
+        self.calls["fn_high_precision"] += 1
+        self.truth_used = want
+        return phi
+
+    def _truth_call(self, method, *args):
+        values = method(*args)
+        self.calls["fn_high_precision"] += 4 * values.center.size
+        return values
+
+    def _compare(self, name, i, a, st, tv, rtol, *, noise_terms=None, shape=None):
+        """Per-element verdicts of analytic ``a`` against the stencil ``st`` and truth ``tv``."""
+        dtype = _backend.dtype_name(self.inputs[i].dtype) if i is not None else _backend.dtype_name(self.inputs[self.wrt[0]].dtype)
+        eps = _tolerances.eps_for(dtype)
+        ref = tv.center if tv is not None else st.estimate
+        scale = np.abs(ref).max(initial=0.0) if noise_terms is None else noise_terms
+        a_noise = _tolerances.ANALYTIC_NOISE_ULPS * eps * scale * np.ones_like(a)
+        floor = a_noise / rtol
+        # Where fn was not finite around x even after refinement the finite difference has
+        # nothing to say: its errors read as infinite, never as agreement.
+        fd_bad = ~np.isfinite(st.estimate)
+        loose = (2 * np.nan_to_num(st.error) + a_noise) / rtol
+        rel_an = np.where(st.kink, _interval_rel(a, st.lo, st.hi, loose), _tolerances.relative_error(a, st.estimate, loose))
+        strict_an = np.where(st.kink, rel_an, _tolerances.relative_error(a, st.estimate, floor))
+        rel_an[fd_bad] = strict_an[fd_bad] = np.inf
+        report = InputReport(
+            name=name,
+            index=i,
+            shape=tuple(self.inputs[i].shape) if i is not None else shape,
+            dtype=dtype,
+            rtol=rtol,
+            checked=int(a.size),
+            max_rel_analytic_numerical=float(strict_an.max(initial=0.0)),
+        )
+        if tv is not None:
+            rel_at = np.where(tv.kink, _interval_rel(a, tv.lo, tv.hi, floor), _tolerances.relative_error(a, tv.center, floor))
+            rel_nt = np.where(tv.kink, _interval_rel(st.estimate, tv.lo, tv.hi, floor), _tolerances.relative_error(st.estimate, tv.center, floor))
+            rel_nt[fd_bad] = np.inf
+            wrong = rel_at > rtol
+            unresolved = np.zeros_like(wrong)
+            report.kinks = int(np.count_nonzero(tv.kink))
+            report.numerical_off = int(np.count_nonzero(~wrong & (rel_nt > rtol)))
+            report.max_rel_analytic_truth = float(rel_at.max(initial=0.0))
+            report.max_rel_numerical_truth = float(rel_nt.max(initial=0.0))
+            badness = rel_at
+        else:
+            rel_at = rel_nt = None
+            wrong = rel_an > rtol
+            # Agreement only within the finite difference's own error bars: it cannot tell.
+            unresolved = ~wrong & (strict_an > rtol)
+            report.kinks = int(np.count_nonzero(st.kink))
+            badness = np.where(unresolved, strict_an, rel_an)
+        report.failures = int(np.count_nonzero(wrong))
+        report.unresolved = int(np.count_nonzero(unresolved))
+        if a.size:
+            order = np.argsort(-badness, kind="stable")
+            report.worst = self._element(order[0], i, a, st, tv, rel_an, rel_at, rel_nt, wrong, unresolved)
+            bad = [k for k in order[1:] if wrong[k] or unresolved[k]][:EXAMPLES_SHOWN]
+            report.examples = [self._element(k, i, a, st, tv, rel_an, rel_at, rel_nt, wrong, unresolved) for k in bad]
+        return report
+
+    def _element(self, k, i, a, st, tv, rel_an, rel_at, rel_nt, wrong, unresolved):
+        index = tuple(int(j) for j in np.unravel_index(k, tuple(self.inputs[i].shape))) if i is not None else (int(k),)
+        return ElementReport(
+            index=index,
+            analytic=float(a[k]),
+            numerical=float(st.estimate[k]),
+            numerical_bracket=(float(st.lo[k]), float(st.hi[k])) if st.kink[k] else None,
+            numerical_error=float(st.error[k]),
+            step=float(st.step[k]),
+            truth=float(tv.center[k]) if tv is not None else None,
+            truth_bracket=(float(tv.lo[k]), float(tv.hi[k])) if tv is not None and tv.kink[k] else None,
+            rel_analytic_numerical=float(rel_an[k]),
+            rel_analytic_truth=float(rel_at[k]) if rel_at is not None else None,
+            rel_numerical_truth=float(rel_nt[k]) if rel_nt is not None else None,
+            verdict="analytic" if wrong[k] else ("unresolved" if unresolved[k] else "ok"),
+        )
+
+    def _result(self, reports, started):
+        failures = any(p.failures for p in reports) or any(s.blame == "analytic" for s in self.structural)
+        unresolved = any(p.unresolved for p in reports)
+        passed = not self.structural and not failures and not unresolved
+        if failures:
+            blame = "analytic"
+        elif unresolved or any(p.numerical_off for p in reports):
+            blame = "numerical"
+        else:
+            blame = None
+        worst = [p.max_rel_analytic_truth if p.max_rel_analytic_truth is not None else p.max_rel_analytic_numerical for p in reports]
+        reproduce = f"check_vjp({self.name}, ..., seed={self.seed}, mode={self.mode!r}, truth={self.truth!r}, dps={self.dps})"
+        return VerificationResult(
+            passed=passed,
+            blame=blame,
+            max_rel_error=float(max(worst, default=0.0)),
+            per_input=reports,
+            structural=self.structural,
+            function=self.name,
+            mode=self.mode,
+            truth=self.truth_used,
+            truth_note=self.truth_note,
+            dps=self.dps,
+            seed=self.seed,
+            richardson=self.richardson,
+            batched=self.batched,
+            evaluations=dict(self.calls),
+            seconds=time.perf_counter() - started,
+            reproduce=reproduce,
+        )
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _interval_rel(a, lo, hi, floor):
+    """Relative distance of ``a`` from ``[lo, hi]`` (0 inside), on the scale of the three."""
+    dist = np.maximum(np.maximum(lo - a, a - hi), 0.0)
+    denom = np.maximum(np.maximum(np.abs(a), np.maximum(np.abs(lo), np.abs(hi))), floor)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(dist == 0, 0.0, dist / denom)
+
+
+def _split_forward(result):
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise InvalidArgument("forward must return (out, cache), a tuple of two; got " + type(result).__name__)
+    return result
+
+
+def _name_of(f):
+    return getattr(f, "__qualname__", None) or getattr(f, "__name__", None) or repr(f)
+
+
+def _require_callable(f, name):
+    if not callable(f):
+        raise InvalidArgument(f"{name} must be callable, got {type(f).__name__}")
+
+
+def _require_choice(value, name, choices):
+    if value not in choices:
+        raise InvalidArgument(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}")
+
+
+def _require_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidArgument(f"{name}={value!r} must be an integer >= {minimum}")
+
+
+def _is_array_of(xp, obj):
+    if obj is None or not hasattr(obj, "shape"):
+        return False
+    try:
+        return _backend.namespace_of(obj) is xp or _backend.backend_name(_backend.namespace_of(obj)) == _backend.backend_name(xp)
+    except InvalidArgument:
+        return False
+
+
+def _same(xp, a, b):
+    """Bitwise equality, NaN equal to NaN."""
+    if tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
+        return False
+    eq = a == b
+    if _backend.is_real_floating(xp, a.dtype):
+        eq = eq | (xp.isnan(a) & xp.isnan(b))
+    return bool(xp.all(eq))
+
+
+def _tuple_same(xp, first, second, wrt):
+    if not isinstance(second, (tuple, list)) or len(second) != len(first):
+        return False
+    return all(_is_array_of(xp, second[i]) and _same(xp, first[i], second[i]) for i in wrt)
+
+
+def _first_bad(xp, x):
+    host = _backend.to_numpy(x)
+    bad = np.argwhere(~np.isfinite(host))
+    return tuple(int(j) for j in bad[0]) if bad.size else ()

@@ -1,0 +1,40 @@
+"""The exceptions gradverify raises."""
+
+__all__ = [
+    "GradVerifyError",
+    "GradientMismatch",
+    "HighPrecisionUnavailable",
+    "InvalidArgument",
+    "UserFunctionError",
+]
+
+
+class GradVerifyError(Exception):
+    """Base class of every error gradverify raises on purpose."""
+
+
+class InvalidArgument(GradVerifyError, TypeError, ValueError):
+    """An argument has the wrong type or value; the message names it and the fix.
+
+    It is both a ``TypeError`` and a ``ValueError`` so that callers who catch
+    either one, as they would for a NumPy function, catch it too.
+    """
+
+
+class UserFunctionError(GradVerifyError):
+    """The function or gradient under test raised; the original is chained as ``__cause__``."""
+
+
+class HighPrecisionUnavailable(GradVerifyError):
+    """The function cannot be evaluated on arrays of mpmath numbers (the truth side)."""
+
+
+class GradientMismatch(GradVerifyError, AssertionError):
+    """Raised by the ``assert_*`` helpers; the message is the readable report.
+
+    The :class:`~gradverify.VerificationResult` is kept on ``.result``.
+    """
+
+    def __init__(self, result):
+        super().__init__(str(result))
+        self.result = result

@@ -1,0 +1,197 @@
+"""What a check returns: a JSON-safe record whose ``str()`` is the readable report."""
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+BLAMES = ("analytic", "numerical", None)
+
+
+def _num(x):
+    """A JSON-safe float: NaN and infinities become strings, as JSON has no literal for them."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else repr(x)
+
+
+def _fmt(x, digits=10):
+    return "n/a" if x is None else f"{float(x):.{digits}g}"
+
+
+@dataclass
+class ElementReport:
+    """One element (or one direction) where a comparison was made, usually the worst."""
+
+    index: tuple
+    analytic: float
+    numerical: float | None = None
+    numerical_bracket: tuple | None = None  # (lo, hi) of one-sided differences at a kink
+    numerical_error: float | None = None  # the finite difference's own error estimate
+    step: float | None = None
+    truth: float | None = None
+    truth_bracket: tuple | None = None  # (lo, hi) of the truth's one-sided derivatives
+    rel_analytic_numerical: float | None = None
+    rel_analytic_truth: float | None = None
+    rel_numerical_truth: float | None = None
+    verdict: str = "ok"  # ok | analytic | unresolved
+
+
+@dataclass
+class InputReport:
+    """The comparison for one differentiated input (or, in directional mode, all of them)."""
+
+    name: str
+    index: int | None
+    shape: tuple
+    dtype: str
+    rtol: float
+    checked: int  # elements, or directions in directional mode
+    kinks: int = 0
+    failures: int = 0  # elements where the analytic gradient is off
+    numerical_off: int = 0  # elements where the finite difference is off the truth
+    unresolved: int = 0  # elements the finite difference could not resolve, with no truth
+    max_rel_analytic_numerical: float | None = None
+    max_rel_analytic_truth: float | None = None
+    max_rel_numerical_truth: float | None = None
+    worst: ElementReport | None = None
+    examples: list = field(default_factory=list)  # a few more failing elements
+
+    @property
+    def passed(self):
+        return self.failures == 0 and self.unresolved == 0
+
+
+@dataclass
+class StructuralFailure:
+    """A failure found before any number is compared (shape, mutation, determinism, ...)."""
+
+    kind: str
+    message: str
+    input: int | None = None
+    blame: str | None = None
+
+
+@dataclass
+class VerificationResult:
+    """The outcome of one gradient check.
+
+    Attributes
+    ----------
+    passed : bool
+        True when every structural check passed and the analytic gradient agrees with the
+        reference (the truth where it was computed, else the finite differences).
+    blame : {"analytic", "numerical", None}
+        Which side is wrong: ``"analytic"`` when the hand-written gradient is off the
+        reference; ``"numerical"`` when the finite difference is the one off (the check
+        still passes when the truth vindicates the analytic gradient, and fails as
+        inconclusive when there is no truth to decide); ``None`` when all agree.
+    max_rel_error : float
+        The worst relative error of the analytic gradient against its reference.
+    per_input : list of InputReport
+    """
+
+    passed: bool
+    blame: str | None
+    max_rel_error: float
+    per_input: list
+    structural: list
+    function: str
+    mode: str
+    truth: str  # "elementwise", "directional" or "off"
+    truth_note: str
+    dps: int
+    seed: int
+    richardson: bool
+    batched: bool
+    evaluations: dict
+    seconds: float
+    reproduce: str = ""
+
+    def to_dict(self):
+        """A JSON-safe dict (NaN and infinities as strings, tuples as lists)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    def __str__(self):
+        return format_report(self)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float):
+        return _num(obj)
+    return obj
+
+
+def format_report(r):
+    if r.passed:
+        head = "gradverify: PASSED"
+        if r.blame == "numerical":
+            head += " (the finite differences were off at some elements; the truth agrees with the analytic gradient)"
+    elif r.blame == "analytic":
+        head = "gradverify: FAILED: the analytic gradient is wrong (blame: analytic)"
+    elif r.blame == "numerical":
+        head = "gradverify: FAILED: inconclusive, the finite differences could not resolve the gradient and there is no truth (blame: numerical)"
+    else:
+        head = "gradverify: FAILED"
+    lines = [
+        head,
+        f"  function: {r.function}   mode: {r.mode}{' batched' if r.batched else ''}"
+        f"   richardson: {r.richardson}   seed: {r.seed}",
+        f"  truth: {r.truth}{f' at {r.dps} digits' if r.truth != 'off' else ''}"
+        f"{f' ({r.truth_note})' if r.truth_note else ''}",
+        "  relative error = |a - r| / max(|a|, |r|, floor); a = analytic (your gradient),"
+        " r = numerical (float64 finite differences) or truth (high precision)",
+    ]
+    for s in r.structural:
+        where = f" [input {s.input}]" if s.input is not None else ""
+        lines.append(f"  STRUCTURAL {s.kind}{where}: {s.message}")
+    for p in r.per_input:
+        lines.extend(_format_input(p))
+    if r.reproduce and not r.passed:
+        lines.append(f"  reproduce: {r.reproduce}")
+    return "\n".join(lines)
+
+
+def _format_input(p):
+    status = "ok" if p.passed else "FAILED"
+    unit = "directions" if p.index is None else "elements"
+    lines = [
+        f"  {p.name} shape {p.shape} {p.dtype} (rtol {p.rtol:g}): {status}; {p.checked} {unit},"
+        f" {p.failures} wrong, {p.kinks} at kinks, {p.numerical_off} with the finite difference off,"
+        f" {p.unresolved} unresolved",
+        f"    max rel. error  analytic~numerical {_fmt(p.max_rel_analytic_numerical, 3)}"
+        f"  analytic~truth {_fmt(p.max_rel_analytic_truth, 3)}"
+        f"  numerical~truth {_fmt(p.max_rel_numerical_truth, 3)}",
+    ]
+    for label, e in [("worst", p.worst)] + [("also", e) for e in p.examples]:
+        if e is None:
+            continue
+        lines.extend(_format_element(label, e))
+    return lines
+
+
+def _format_element(label, e):
+    lines = [f"    {label} at index {e.index} ({e.verdict}):"]
+    lines.append(f"      analytic   {_fmt(e.analytic, 17)}")
+    if e.numerical_bracket is not None:
+        lo, hi = e.numerical_bracket
+        lines.append(f"      numerical  kink: one-sided differences in [{_fmt(lo)}, {_fmt(hi)}]  (step {_fmt(e.step, 3)})")
+    elif e.numerical is not None:
+        lines.append(
+            f"      numerical  {_fmt(e.numerical, 17)}  (step {_fmt(e.step, 3)},"
+            f" error estimate {_fmt(e.numerical_error, 3)})"
+        )
+    if e.truth_bracket is not None:
+        lo, hi = e.truth_bracket
+        lines.append(f"      truth      kink: subgradients in [{_fmt(lo, 17)}, {_fmt(hi, 17)}]")
+    elif e.truth is not None:
+        lines.append(f"      truth      {_fmt(e.truth, 17)}")
+    lines.append(
+        f"      rel. error analytic~numerical {_fmt(e.rel_analytic_numerical, 3)}, analytic~truth"
+        f" {_fmt(e.rel_analytic_truth, 3)}, numerical~truth {_fmt(e.rel_numerical_truth, 3)}"
+    )
+    return lines

@@ -1,0 +1,68 @@
+"""Tolerances keyed by the dtype under test, and the relative error every comparison uses.
+
+The relative error of an analytic value ``a`` against a reference ``r`` (a finite
+difference or the high-precision truth) is the course-notes one,
+
+    rel(a, r) = |a - r| / max(|a|, |r|, floor),
+
+where ``floor`` keeps two near-zero values from reading as a 100 % error. The floor is the
+noise both sides are expected to carry, divided by the tolerance, so that ``rel <= rtol``
+holds exactly when ``|a - r| <= rtol * max(|a|, |r|)`` or ``|a - r|`` is within that noise:
+
+    floor = (reference_error + ANALYTIC_NOISE_ULPS * eps(dtype) * magnitude) / rtol
+
+``reference_error`` is the finite difference's own error estimate (zero for the truth) and
+``magnitude`` the largest reference value of the same input: an element a million times
+smaller than its input's largest gradient is judged on the scale of that largest one, since
+the analytic side cannot carry more accuracy than its dtype allows across the input.
+"""
+
+import numpy as np
+
+from gradverify._errors import InvalidArgument
+
+# rtol per dtype under test. float64 is tight enough to catch a backward computed in
+# float32 (errors of 1e-7 and up); lower precisions follow JAX's table, loosened where
+# a hand-written backward in that dtype accumulates rounding over long reductions.
+RTOL = {
+    "float64": 1e-7,
+    "float32": 2e-3,
+    "float16": 2e-2,
+    "bfloat16": 1e-1,
+}
+
+# How many units in the last place of its dtype an analytic gradient may be off by,
+# relative to the largest gradient of the same input (rounding in long reductions).
+ANALYTIC_NOISE_ULPS = 64
+
+EPS = {name: float(np.finfo(name).eps) for name in ("float64", "float32", "float16")}
+EPS["bfloat16"] = 2.0**-7
+
+
+def rtol_for(dtype_name, rtol=None):
+    """The relative tolerance for ``dtype_name``, or ``rtol`` when the caller set one."""
+    if rtol is not None:
+        if not (isinstance(rtol, (int, float)) and 0 < rtol < 1):
+            msg = f"rtol={rtol!r} must be a number in (0, 1), e.g. rtol=1e-6"
+            raise InvalidArgument(msg)
+        return float(rtol)
+    try:
+        return RTOL[dtype_name]
+    except KeyError:
+        msg = f"no default tolerance for dtype {dtype_name}; pass rtol= explicitly"
+        raise InvalidArgument(msg) from None
+
+
+def eps_for(dtype_name):
+    return EPS.get(dtype_name, EPS["float64"])
+
+
+def relative_error(a, r, floor):
+    """Elementwise ``|a - r| / max(|a|, |r|, floor)``; 0 where all three are 0."""
+    a = np.asarray(a, dtype=np.float64)
+    r = np.asarray(r, dtype=np.float64)
+    diff = np.abs(a - r)
+    denom = np.maximum(np.maximum(np.abs(a), np.abs(r)), floor)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.where(diff == 0, 0.0, diff / denom)
+    return rel
