@@ -14,9 +14,11 @@ replaced by the one the floating-point sum actually takes (``(x + h) - x``).
 * The estimate is the centered difference at the finest step (with Richardson: the
   extrapolation of the last two), and its truncation error is estimated from the coarser
   ones: ``|D(h) - D(h/2)| / 3`` (with Richardson: ``|R(h/2) - R(h)| / 15``).
-* Its rounding error is ``delta * sum(|stencil coefficients|)`` with
-  ``delta = ROUNDING_ULPS * eps(output dtype) * sum(|v * fn(x)|)``, the noise of one
-  evaluation of ``phi``.
+* Its rounding error is ``noise * sum(|stencil coefficients|)``, where ``noise``, the noise
+  of one evaluation of ``phi``, is the largest of ``ROUNDING_ULPS * eps(output dtype)``
+  times ``sum(|v * fn(x)|)`` or times ``|phi|`` at the stencil points, and the fourth
+  difference of ``phi`` over the five equally spaced points (which only noise makes large
+  where ``phi`` is smooth: it catches cancellation inside ``fn``).
 * Where the error estimate is large and truncation dominates, or rounding does, the step is
   moved once to the one the model says is best, ``h* = h * (rounding / (p * truncation))**(1/(p+1))``
   for a method of order ``p``; the result with the smaller error estimate is kept.
@@ -40,6 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradverify._backend import device_of, to_numpy
+from gradverify._errors import GradVerifyError, InvalidArgument, UserFunctionError
+from gradverify._truth import input_scale
 
 BASE_STEP = float(np.finfo(np.float64).eps) ** (1 / 3)  # ~6.1e-6, optimal for O(h^2)
 BASE_STEP_RICHARDSON = float(np.finfo(np.float64).eps) ** (1 / 5)  # ~7.4e-4, for O(h^4)
@@ -76,11 +80,7 @@ class Stencil:
 
 def step_scale(x):
     """Per-element scale of a float64 host array: ``max(|x_k|, rms(x))``, 1 if all zero."""
-    ax = np.abs(x)
-    rms = float(np.sqrt(np.mean(ax * ax))) if ax.size else 0.0
-    if rms == 0.0 or not np.isfinite(rms):
-        rms = 1.0
-    return np.maximum(ax, rms)
+    return np.maximum(np.abs(x), input_scale(x))
 
 
 def actual_steps(x, h):
@@ -92,20 +92,30 @@ def fractions(richardson):
     return (1.0, 0.5, 0.25) if richardson else (1.0, 0.5)
 
 
-def combine(phi0, plus, minus, tp, tm, delta, richardson):
+def combine(phi0, plus, minus, tp, tm, delta, eps, richardson):
     """Estimates from ``phi`` at ``x ± t_j`` (arrays ``(n, J)``) and at ``x`` (scalar ``phi0``).
 
-    ``tp``/``tm`` are the actual positive/negative step magnitudes; ``delta`` the noise of
-    one evaluation. Returns a :class:`Stencil` (``step`` is the coarsest ``tp``).
+    ``tp``/``tm`` are the actual positive/negative step magnitudes; ``delta`` the modelled
+    noise of one evaluation at ``x`` and ``eps`` the output dtype's machine epsilon. Returns a :class:`Stencil` (``step`` is the coarsest ``tp``).
     """
     with np.errstate(invalid="ignore", over="ignore"):
-        return _combine(phi0, plus, minus, tp, tm, delta, richardson)
+        return _combine(phi0, plus, minus, tp, tm, delta, eps, richardson)
 
 
-def _combine(phi0, plus, minus, tp, tm, delta, richardson):
+def _combine(phi0, plus, minus, tp, tm, delta, eps, richardson):
+    # The fourth difference over the equally spaced points -h, -h/2, 0, h/2, h is of order
+    # h**4 times the fourth derivative for a smooth phi, far below rounding: what is left is
+    # the noise of the evaluations, including cancellation inside fn that sum(|v * fn(x)|)
+    # cannot see. The modelled noise also counts the values at the stencil points.
+    fourth = np.abs(plus[:, 0] - 4.0 * plus[:, 1] + 6.0 * phi0 - 4.0 * minus[:, 1] + minus[:, 0])
+    sampled = np.maximum(np.abs(plus), np.abs(minus)).max(axis=1)
+    model = np.maximum(delta, ROUNDING_ULPS * eps * sampled)
+    # One fourth difference is one sample of the noise; the median over the coordinates
+    # evaluated together keeps an unluckily small sample from passing for a quiet one.
+    noise = np.maximum(model, np.maximum(fourth, np.median(fourth) if fourth.size else 0.0))
     span = tp + tm
     central = (plus - minus) / span
-    central_round = 2.0 * delta / span
+    central_round = 2.0 * noise[:, None] / span
     right = (plus - phi0) / tp
     left = (phi0 - minus) / tm
     if richardson:
@@ -119,12 +129,14 @@ def _combine(phi0, plus, minus, tp, tm, delta, richardson):
         trunc = np.abs(central[:, 0] - central[:, 1]) / 3.0
         rounding = central_round[:, 1]
     jump = np.abs(2.0 * (right[:, 1] - left[:, 1]) - (right[:, 0] - left[:, 0]))
-    jump_noise = 64.0 * delta / np.minimum(tp[:, 0], tm[:, 0])
+    # The jump is that fourth difference over the coarsest step, so it is judged against
+    # the modelled noise, not the sampled one (which it would always equal).
+    jump_noise = 64.0 * model / np.minimum(tp[:, 0], tm[:, 0])
     size = np.maximum(np.maximum(np.abs(right[:, 1]), np.abs(left[:, 1])), np.abs(estimate))
     kink = (jump > KINK_RTOL * size) & (jump > jump_noise)
     sided = np.concatenate([left[:, :2], right[:, :2]], axis=1)
     # Widen the bracket by the rounding noise of a one-sided difference at the finest step.
-    sided_round = delta / np.minimum(tp[:, 1], tm[:, 1])
+    sided_round = noise / np.minimum(tp[:, 1], tm[:, 1])
     return Stencil(
         estimate=estimate,
         trunc=trunc,
@@ -145,13 +157,22 @@ class PhiEvaluator:
     so that no call holds more than ``max_batch_bytes`` of perturbed inputs and outputs.
     """
 
-    def __init__(self, fn, inputs, cotangent, *, xp, batched, max_batch_bytes, out_size):
+    def __init__(self, fn, inputs, cotangent, *, xp, batched, max_batch_bytes):
         self.fn = fn
         self.inputs = inputs
         self.xp = xp
         self.v = cotangent
         self.batched = batched
-        self.calls = 0
+        self.out = fn(*inputs)
+        self.calls = 1
+        self.eps = float(xp.finfo(self.out.dtype).eps)
+        weighted = self.out * cotangent
+        self.phi0 = float(xp.sum(weighted))
+        # The modelled noise of one evaluation of phi near x.
+        # (At least the spacing of subnormals, below which everything is underflow.)
+        tiny = float(xp.finfo(self.out.dtype).smallest_normal) * self.eps
+        self.delta = ROUNDING_ULPS * self.eps * float(xp.sum(xp.abs(weighted))) + tiny
+        out_size = int(np.prod(self.out.shape))
         row_bytes = 8 * (sum(int(np.prod(x.shape)) for x in inputs) + out_size)
         # Three live copies per row: the perturbed inputs, the output, the product with v.
         self.rows_per_block = max(1, int(max_batch_bytes // (3 * row_bytes)))
@@ -179,7 +200,13 @@ class PhiEvaluator:
         # A step may leave fn's domain (sqrt near 0): NumPy's warnings about it are expected,
         # and the non-finite values they produce are handled by refinement.
         with np.errstate(all="ignore"):
-            return self._phi_chunk_unguarded(chunk)
+            try:
+                return self._phi_chunk_unguarded(chunk)
+            except GradVerifyError:
+                raise
+            except Exception as exc:
+                msg = f"fn raised {type(exc).__name__} at a perturbed point of the finite differences: {exc}"
+                raise UserFunctionError(msg) from exc
 
     def _phi_chunk_unguarded(self, chunk):
         xp = self.xp
@@ -195,6 +222,12 @@ class PhiEvaluator:
                     args.append(xp.broadcast_to(x[None, ...], (rows, *x.shape)))
             self.calls += 1
             y = self.fn(*args)
+            if tuple(y.shape) != (rows, *self.out.shape):
+                msg = (
+                    f"batched=True, but fn mapped inputs with a leading batch axis of {rows} to shape"
+                    f" {tuple(y.shape)}, not {(rows, *self.out.shape)}; pass batched=False or make fn map the batch axis"
+                )
+                raise InvalidArgument(msg)
             prod = xp.reshape(y * self.v, (rows, -1))
             return to_numpy(xp.sum(prod, axis=1))
         values = np.empty(rows, dtype=np.float64)
@@ -210,7 +243,7 @@ class PhiEvaluator:
         return device_of(self.inputs[0])
 
 
-def elementwise(evaluator, i, x_host, phi0, delta, richardson, indices=None, step=None):
+def elementwise(evaluator, i, x_host, richardson, indices=None, step=None):
     """Finite differences of ``phi`` with respect to each element of wrt input ``i``.
 
     ``x_host`` is the flattened float64 input on the host. ``indices`` restricts to some
@@ -237,10 +270,10 @@ def elementwise(evaluator, i, x_host, phi0, delta, richardson, indices=None, ste
         return {i: block}
 
     values = evaluator.phi(signed.size, make_rows).reshape(idx.size, len(fr), 2)
-    return combine(phi0, values[:, :, 0], values[:, :, 1], tp, tm, delta, richardson)
+    return combine(evaluator.phi0, values[:, :, 0], values[:, :, 1], tp, tm, evaluator.delta, evaluator.eps, richardson)
 
 
-def directional(evaluator, directions, phi0, delta, richardson, t0=None):
+def directional(evaluator, directions, richardson, t0=None):
     """Finite differences of ``t -> phi(x + t d)`` at 0 for each direction ``d``.
 
     ``directions`` is a list of ``{i: flat float64 host array}``; steps are taken in ``t``
@@ -260,10 +293,10 @@ def directional(evaluator, directions, phi0, delta, richardson, t0=None):
 
     values = evaluator.phi(steps.size, make_rows).reshape(len(directions), len(fr), 2)
     tp = np.broadcast_to(ts, (len(directions), len(fr))).copy()
-    return combine(phi0, values[:, :, 0], values[:, :, 1], tp, tp.copy(), delta, richardson)
+    return combine(evaluator.phi0, values[:, :, 0], values[:, :, 1], tp, tp.copy(), evaluator.delta, evaluator.eps, richardson)
 
 
-def refine_elementwise(evaluator, i, x_host, phi0, delta, richardson, first, target):
+def refine_elementwise(evaluator, i, x_host, richardson, first, target):
     """Step correction for the elements whose first estimate is poor; updates ``first``.
 
     * Elements where ``fn`` was not finite at a stencil point (a step left its domain, as
@@ -284,7 +317,7 @@ def refine_elementwise(evaluator, i, x_host, phi0, delta, richardson, first, tar
         xk = np.abs(x_host[redo])
         step = first.step[redo] / 1e3
         step = np.where(xk > 0, np.minimum(step, base * xk), step)
-        second = elementwise(evaluator, i, x_host, phi0, delta, richardson, indices=redo, step=step)
+        second = elementwise(evaluator, i, x_host, richardson, indices=redo, step=step)
         first.take(redo, second, np.ones(redo.size, dtype=bool))
         redone += redo.size
     order = 4.0 if richardson else 2.0
@@ -299,7 +332,7 @@ def refine_elementwise(evaluator, i, x_host, phi0, delta, richardson, first, tar
     new_step[poor] *= factor[poor]
     redo = np.flatnonzero(kinky | poor)
     if redo.size:
-        second = elementwise(evaluator, i, x_host, phi0, delta, richardson, indices=redo, step=new_step[redo])
+        second = elementwise(evaluator, i, x_host, richardson, indices=redo, step=new_step[redo])
         # A kink candidate takes the finer look whatever it says.
         keep = first.kink[redo] | (second.error < first.error[redo])
         first.take(redo[keep], second, keep)

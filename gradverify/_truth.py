@@ -56,7 +56,7 @@ class HighPrecisionPhi:
         with self.ctx.workdps(dps):
             return self.ctx.fdot(out.reshape(-1), self.v)
 
-    def _derivative(self, shifted, scale):
+    def _derivative(self, shifted, scale, extra_digits=0):
         """The five-point results along one coordinate or direction; ``shifted(t, dps)`` evaluates.
 
         A jump between the one-sided derivatives is looked at once more with a step a million
@@ -64,9 +64,9 @@ class HighPrecisionPhi:
         close to a singularity or a kink (``sqrt`` at 1e-10) loses it.
         """
         ctx = self.ctx
-        dps = self.dps
+        dps = self.dps + extra_digits
         with ctx.workdps(dps):
-            h = ctx.mpf(10) ** (-ctx.mpf(dps) / 3) * ctx.mpf(float(scale))
+            h = ctx.mpf(10) ** (-ctx.mpf(self.dps) / 3) * ctx.mpf(float(scale))
         for attempt in range(2):
             found = self._five_point(shifted, h, dps)
             if not found[3] or attempt:
@@ -77,8 +77,9 @@ class HighPrecisionPhi:
     def _five_point(self, shifted, h, dps):
         ctx = self.ctx
         p1, m1, p2, m2 = (shifted(s * h, dps) for s in (1, -1, 2, -2))
+        # phi(x) is kept at the base precision; at more digits it is evaluated again.
+        f0 = self.phi0 if dps == self.dps else shifted(0, dps)
         with ctx.workdps(dps):
-            f0 = self.phi0
             center = (m2 - 8 * m1 + 8 * p1 - p2) / (12 * h)
             right = (-3 * f0 + 4 * p1 - p2) / (2 * h)
             left = (3 * f0 - 4 * m1 + m2) / (2 * h)
@@ -88,9 +89,16 @@ class HighPrecisionPhi:
             kink = abs(right - left) > ctx.mpf(10) ** (-ctx.mpf(self.dps) / 4) * size + noise
         return float(center), float(min(left, right)), float(max(left, right)), bool(kink)
 
-    def elementwise(self, i, scales):
-        """Truth for every element of input ``i``; ``scales`` is the flat per-element step scale."""
+    def elementwise(self, i, scales, input_scale):
+        """Truth for every element of input ``i``.
+
+        ``scales`` is the flat per-element step scale (:func:`element_scale`). An element
+        much smaller than ``input_scale`` takes a step far below the other elements' share
+        of ``phi``, so it is evaluated with as many more digits as it is orders of magnitude
+        smaller: the step's effect on ``phi`` must stand out of the rounding of the rest.
+        """
         base = self.base[i]
+        extra = np.ceil(np.log10(np.maximum(input_scale / scales, 1.0))).astype(int)
         flat = base.reshape(-1)
         rows = [None] * flat.size
         for k in range(flat.size):
@@ -103,7 +111,7 @@ class HighPrecisionPhi:
                 args[i] = moved.reshape(base.shape)
                 return self._phi(args, dps)
 
-            rows[k] = self._derivative(shifted, scales[k])
+            rows[k] = self._derivative(shifted, scales[k], int(extra[k]))
         return _values(rows)
 
     def directional(self, directions):
@@ -123,16 +131,22 @@ class HighPrecisionPhi:
         return _values(rows)
 
 
+def input_scale(x):
+    """The rms of ``x``, or 1 when ``x`` is all zeros."""
+    ax = np.abs(x)
+    rms = float(np.sqrt(np.mean(ax * ax))) if ax.size else 0.0
+    return rms if rms > 0 and np.isfinite(rms) else 1.0
+
+
 def element_scale(x):
     """Truth step scale per element: ``|x_k|`` itself, or the input's rms where ``x_k = 0``.
 
-    Relative to the element alone (unlike the finite differences' scale): at 40 digits even
-    ``1e-13 |x_k|`` is a long way above the rounding, and a point near a singularity of
-    the function at 0 (``sqrt`` at 1e-10) is then stepped on its own scale.
+    Relative to the element alone (unlike the finite differences' scale), so that a point
+    near a singularity of the function at 0 (``sqrt`` at 1e-10) is stepped on its own
+    scale; the digits this costs are added back (see :meth:`HighPrecisionPhi.elementwise`).
     """
     ax = np.abs(x)
-    rms = float(np.sqrt(np.mean(ax * ax))) if ax.size else 0.0
-    return np.where(ax > 0, ax, rms if rms > 0 else 1.0)
+    return np.where(ax > 0, ax, input_scale(x))
 
 
 def _values(rows):

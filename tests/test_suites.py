@@ -28,3 +28,31 @@ def test_correct_awkward_gradient_passes(case, xp):
     result = check_vjp(case.fn, case.vjp, *inputs, **case.options)
     assert result.passed, str(result)
     assert result.truth == "elementwise", str(result)
+
+
+NUMERIC_BUGS = [c for c in BUGS if c.expect == "analytic"]
+
+
+@pytest.mark.parametrize("case", NUMERIC_BUGS, ids=[c.name for c in NUMERIC_BUGS])
+def test_wrong_gradient_is_caught_by_finite_differences_alone(case, xp):
+    """Without the truth, the error model makes the finite difference confident enough to blame."""
+    inputs = case.arrays(xp, np.random.default_rng(7))
+    result = check_vjp(case.fn, case.vjp, *inputs, truth="off", **case.options)
+    assert not result.passed and result.blame == "analytic", str(result)
+
+
+@pytest.mark.parametrize("case", NUMERIC_BUGS, ids=[c.name for c in NUMERIC_BUGS])
+def test_wrong_gradient_is_caught_in_directional_mode(case, xp):
+    inputs = case.arrays(xp, np.random.default_rng(7))
+    result = check_vjp(case.fn, case.vjp, *inputs, mode="directional", directions=4, **case.options)
+    assert result.truth == "directional"
+    assert not result.passed and result.blame == "analytic", str(result)
+
+
+@pytest.mark.parametrize("case", AWKWARD, ids=[c.name for c in AWKWARD])
+def test_awkward_gradient_is_never_blamed_without_the_truth(case, xp):
+    """Finite differences alone may be unable to decide (blame "numerical"), never accuse wrongly."""
+    inputs = case.arrays(xp, np.random.default_rng(7))
+    result = check_vjp(case.fn, case.vjp, *inputs, truth="off", **case.options)
+    assert result.blame != "analytic", str(result)
+    assert result.passed or result.blame == "numerical", str(result)
