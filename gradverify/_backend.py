@@ -81,3 +81,37 @@ def float64_of(x, xp):
     if x.dtype == xp.float64:
         return x
     return xp.astype(x, xp.float64)
+
+
+BACKENDS = ("numpy", "strict", "cupy")
+
+
+def load_backend(name):
+    """The array namespace called ``name`` (numpy, strict or cupy), or a clear error.
+
+    CuPy is imported here and only here, when asked for by name; asking for it without a
+    usable CUDA device is an error, never a quiet fall back to the CPU.
+    """
+    if name == "numpy":
+        import array_api_compat.numpy as xp
+
+        return xp
+    if name == "strict":
+        try:
+            import array_api_strict as xp
+        except ImportError as exc:
+            raise InvalidArgument("backend 'strict' needs array-api-strict: pip install array-api-strict") from exc
+        return xp
+    if name == "cupy":
+        try:
+            import cupy
+
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # ImportError, or CUDA's own errors where there is no driver
+            raise InvalidArgument(f"backend 'cupy' is unusable here ({exc!r}); install cupy (pip install 'gradverify[gpu]') on a machine with a CUDA GPU") from exc
+        if count < 1:
+            raise InvalidArgument("backend 'cupy' was asked for but no CUDA device is visible")
+        import array_api_compat.cupy as xp
+
+        return xp
+    raise InvalidArgument(f"backend {name!r} is unknown; choose from {', '.join(BACKENDS)}")

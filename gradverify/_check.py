@@ -6,7 +6,9 @@ Defaults (documented in the README as well):
   ``FULL_MODE_MAX`` elements, else directional.
 * ``truth="auto"``: per element when the differentiated inputs hold at most
   ``TRUTH_ELEMENTWISE_MAX`` elements; along the random directions when all inputs together
-  hold at most ``TRUTH_DIRECTIONAL_MAX``; off beyond that, with the reason in the report.
+  hold at most ``TRUTH_DIRECTIONAL_MAX`` (plus, in full mode, per element for the
+  ``TRUTH_SPOT_CHECKS`` worst elements the finite differences dispute); off beyond that,
+  with the reason in the report.
   When the function cannot run on mpmath arrays, ``auto`` records why and goes on without
   a truth; an explicit ``truth="elementwise"`` or ``"directional"`` raises instead.
 """
@@ -16,10 +18,10 @@ import time
 
 import numpy as np
 
-from gradverify import _backend, _highprec, _numerical, _tolerances
+from gradverify import _backend, _highprec, _numerical, _tolerances, _verdict
 from gradverify._errors import GradientMismatch, GradVerifyError, HighPrecisionUnavailable, InvalidArgument, UserFunctionError
-from gradverify._result import ElementReport, InputReport, StructuralFailure, VerificationResult
-from gradverify._truth import HighPrecisionPhi, element_scale, input_scale
+from gradverify._result import StructuralFailure, VerificationResult
+from gradverify._truth import HighPrecisionPhi, TruthValues, confirm, element_scale, input_scale
 
 FULL_MODE_MAX = 20_000
 TRUTH_ELEMENTWISE_MAX = 64
@@ -27,7 +29,8 @@ TRUTH_DIRECTIONAL_MAX = 50_000
 DEFAULT_DPS = 40
 MODES = ("auto", "full", "directional")
 TRUTHS = ("auto", "elementwise", "directional", "off")
-EXAMPLES_SHOWN = 3
+# How many disputed elements get a per-element truth when the inputs are too large for all.
+TRUTH_SPOT_CHECKS = 16
 
 
 def check_vjp(
@@ -416,36 +419,82 @@ class _Run:
         total = sum(h.size for h in hosts.values())
         mode = self.mode if self.mode != "auto" else ("full" if total <= FULL_MODE_MAX else "directional")
         self.mode = mode
-        rng = np.random.default_rng([self.seed, 1])
-        dirs = [{i: rng.choice([-1.0, 1.0], size=h.size) * _numerical.step_scale(h) for i, h in hosts.items()} for _ in range(self.directions)]
         truth = self._truth_side(x64, total)
+        v_max = float(np.max(np.abs(_backend.to_numpy(v64)), initial=0.0))
         reports = []
         if mode == "full":
-            for i in self.wrt:
-                st = _numerical.elementwise(evaluator, i, hosts[i], self.richardson)
-                target = _numerical.REFINE_FRACTION * self.rtols[i] * np.maximum(np.abs(st.estimate), np.max(np.abs(st.estimate), initial=0.0) * 1e-3)
-                _numerical.refine_elementwise(evaluator, i, hosts[i], self.richardson, st, target)
-                tv = self._truth_call(truth.elementwise, i, element_scale(hosts[i]), input_scale(hosts[i])) if self.truth_used == "elementwise" else None
-                reports.append(self._compare(f"input {i}", i, analytic[i], st, tv, self.rtols[i]))
+            reports = [self._full(evaluator, truth, i, hosts[i], analytic[i], v_max) for i in self.wrt]
         if mode == "directional" or self.truth_used == "directional":
-            st = _numerical.directional(evaluator, dirs, self.richardson)
-            a = np.array([sum(float(analytic[i] @ d[i]) for i in self.wrt) for d in dirs])
-            noise_terms = np.array([sum(float(np.abs(analytic[i]) @ np.abs(d[i])) for i in self.wrt) for d in dirs])
-            tv = self._truth_call(truth.directional, dirs) if self.truth_used == "directional" else None
-            rtol = max(self.rtols.values())
-            name = "all inputs (directional)" if mode == "directional" else "all inputs (directional truth)"
-            reports.append(self._compare(name, None, a, st, tv, rtol, noise_terms=noise_terms, shape=(self.directions,)))
-        self.calls["fn_float64"] = evaluator.calls
+            rng = np.random.default_rng([self.seed, 1])
+            dirs = [{i: rng.choice([-1.0, 1.0], size=h.size) * _numerical.step_scale(h) for i, h in hosts.items()} for _ in range(self.directions)]
+            reports.append(self._directional(evaluator, truth, dirs, analytic, v_max))
+        self.calls["fn_float64"] = evaluator.calls - 1  # the first call is counted in "fn"
         return reports
 
+    def _full(self, evaluator, truth, i, host, a, v_max):
+        """Every element of input ``i``: finite differences, then the truth where there is one."""
+        rtol, dtype = self.rtols[i], _backend.dtype_name(self.inputs[i].dtype)
+        st = _numerical.elementwise(evaluator, i, host, self.richardson)
+        target = _numerical.REFINE_FRACTION * rtol * np.maximum(np.abs(st.estimate), np.max(np.abs(st.estimate), initial=0.0) * 1e-3)
+        _numerical.refine_elementwise(evaluator, i, host, self.richardson, st, target)
+        recompute = None
+        if truth is not None:
+            recompute = functools.partial(self._truth_call, truth.elementwise, i, element_scale(host), input_scale(host))
+        tv = recompute() if self.truth_used == "elementwise" else None
+        largest = np.abs(tv.center if tv is not None else st.estimate).max(initial=0.0)
+        natural = _tolerances.natural_size(evaluator.magnitude, v_max, _numerical.step_scale(host), largest)
+        judge = functools.partial(_verdict.judge, a, st, rtol=rtol, eps=_tolerances.eps_for(dtype), natural=natural)
+        verdicts = judge(tv)
+        if tv is None and verdicts.disputed.any():
+            if recompute is not None:
+                # The truth costs too much for every element, but not for the few in dispute.
+                order = np.argsort(-verdicts.badness, kind="stable")
+                spot = np.sort(order[verdicts.disputed[order]][:TRUTH_SPOT_CHECKS])
+                tv = TruthValues.unknown(a.size)
+                tv.fill(spot, recompute(indices=spot))
+                self.truth_note = f"per-element truth for the {spot.size} most disputed elements of input {i}"
+            else:
+                # No truth at all: an element blamed on the analytic side must keep its
+                # finite difference at steps 16 times larger and smaller.
+                _numerical.cross_check(evaluator, i, host, self.richardson, st, np.flatnonzero(verdicts.disputed & ~st.kink))
+            verdicts = judge(tv)
+        verdicts = self._confirmed(judge, verdicts, tv, recompute, rtol, natural)
+        shape = tuple(self.inputs[i].shape)
+        return _verdict.report(f"input {i}", i, shape, dtype, rtol, a, st, tv, verdicts, lambda k: tuple(int(j) for j in np.unravel_index(k, shape)))
+
+    def _directional(self, evaluator, truth, dirs, analytic, v_max):
+        """Random signed directions over all inputs at once: ``<grad, d>`` against ``phi'`` along ``d``."""
+        st = _numerical.directional(evaluator, dirs, self.richardson)
+        a = np.array([sum(float(analytic[i] @ d[i]) for i in self.wrt) for d in dirs])
+        terms = np.array([sum(float(np.abs(analytic[i]) @ np.abs(d[i])) for i in self.wrt) for d in dirs])
+        # A direction moves every element by its own scale: phi's natural rate of change along
+        # it is phi's own magnitude (scale 1 in t).
+        natural = _tolerances.natural_size(evaluator.magnitude, v_max, 1.0, terms)
+        recompute = functools.partial(self._truth_call, truth.directional, dirs) if self.truth_used == "directional" else None
+        tv = recompute() if recompute is not None else None
+        rtol = max(self.rtols.values())
+        dtype = _backend.dtype_name(self.inputs[self.wrt[0]].dtype)
+        judge = functools.partial(_verdict.judge, a, st, rtol=rtol, eps=_tolerances.eps_for(dtype), natural=natural)
+        verdicts = self._confirmed(judge, judge(tv), tv, recompute, rtol, natural)
+        name = "all inputs (directional)" if self.mode == "directional" else "all inputs (directional truth)"
+        return _verdict.report(name, None, (len(dirs),), dtype, rtol, a, st, tv, verdicts, lambda k: (int(k),))
+
+    def _confirmed(self, judge, verdicts, tv, recompute, rtol, natural):
+        """Verdicts after the truth has been re-derived at more digits where it contradicts."""
+        doubtful = _verdict.suspicious(verdicts, rtol)
+        if recompute is None or not doubtful.any():
+            return verdicts
+        confirm(tv, doubtful, recompute, self.dps, atol=1e-20 * natural * np.ones(doubtful.shape))
+        return judge(tv)
+
     def _check_batched_claim(self, evaluator):
-        """Two unperturbed rows must both reproduce the unbatched ``phi``."""
+        """Two unperturbed rows must both reproduce the unbatched output."""
         i = self.wrt[0]
-        got = evaluator.phi(2, lambda start, stop: {i: np.zeros((stop - start, int(np.prod(self.inputs[i].shape))))})
-        if not np.allclose(got, evaluator.phi0, rtol=1e-12, atol=1e-300):
+        diff, _ = evaluator.phi(2, lambda start, stop: {i: np.zeros((stop - start, int(np.prod(self.inputs[i].shape))))})
+        if not np.all(np.abs(diff) <= 1e-12 * evaluator.magnitude):
             msg = (
                 "batched=True, but fn with a leading batch axis of 2 on every input does not reproduce"
-                f" the unbatched output twice (sum(v * out) {got.tolist()} vs {evaluator.phi0!r});"
+                f" the unbatched output (sum(v * (out_row - out)) = {diff.tolist()});"
                 " pass batched=False or make fn map the batch axis"
             )
             raise InvalidArgument(msg)
@@ -480,78 +529,10 @@ class _Run:
         self.truth_used = want
         return phi
 
-    def _truth_call(self, method, *args):
-        values = method(*args)
+    def _truth_call(self, method, *args, indices=None, extra_digits=0):
+        values = method(*args, indices=indices, extra_digits=extra_digits)
         self.calls["fn_high_precision"] += 4 * values.center.size
         return values
-
-    def _compare(self, name, i, a, st, tv, rtol, *, noise_terms=None, shape=None):
-        """Per-element verdicts of analytic ``a`` against the stencil ``st`` and truth ``tv``."""
-        dtype = _backend.dtype_name(self.inputs[i].dtype) if i is not None else _backend.dtype_name(self.inputs[self.wrt[0]].dtype)
-        eps = _tolerances.eps_for(dtype)
-        ref = tv.center if tv is not None else st.estimate
-        scale = np.abs(ref).max(initial=0.0) if noise_terms is None else noise_terms
-        a_noise = _tolerances.ANALYTIC_NOISE_ULPS * eps * scale * np.ones_like(a)
-        floor = a_noise / rtol
-        # Where fn was not finite around x even after refinement the finite difference has
-        # nothing to say: its errors read as infinite, never as agreement.
-        fd_bad = ~np.isfinite(st.estimate)
-        loose = (2 * np.nan_to_num(st.error) + a_noise) / rtol
-        rel_an = np.where(st.kink, _interval_rel(a, st.lo, st.hi, loose), _tolerances.relative_error(a, st.estimate, loose))
-        strict_an = np.where(st.kink, rel_an, _tolerances.relative_error(a, st.estimate, floor))
-        rel_an[fd_bad] = strict_an[fd_bad] = np.inf
-        report = InputReport(
-            name=name,
-            index=i,
-            shape=tuple(self.inputs[i].shape) if i is not None else shape,
-            dtype=dtype,
-            rtol=rtol,
-            checked=int(a.size),
-            max_rel_analytic_numerical=float(strict_an.max(initial=0.0)),
-        )
-        if tv is not None:
-            rel_at = np.where(tv.kink, _interval_rel(a, tv.lo, tv.hi, floor), _tolerances.relative_error(a, tv.center, floor))
-            rel_nt = np.where(tv.kink, _interval_rel(st.estimate, tv.lo, tv.hi, floor), _tolerances.relative_error(st.estimate, tv.center, floor))
-            rel_nt[fd_bad] = np.inf
-            wrong = rel_at > rtol
-            unresolved = np.zeros_like(wrong)
-            report.kinks = int(np.count_nonzero(tv.kink))
-            report.numerical_off = int(np.count_nonzero(~wrong & (rel_nt > rtol)))
-            report.max_rel_analytic_truth = float(rel_at.max(initial=0.0))
-            report.max_rel_numerical_truth = float(rel_nt.max(initial=0.0))
-            badness = rel_at
-        else:
-            rel_at = rel_nt = None
-            wrong = rel_an > rtol
-            # Agreement only within the finite difference's own error bars: it cannot tell.
-            unresolved = ~wrong & (strict_an > rtol)
-            report.kinks = int(np.count_nonzero(st.kink))
-            badness = np.where(unresolved, strict_an, rel_an)
-        report.failures = int(np.count_nonzero(wrong))
-        report.unresolved = int(np.count_nonzero(unresolved))
-        if a.size:
-            order = np.argsort(-badness, kind="stable")
-            report.worst = self._element(order[0], i, a, st, tv, rel_an, rel_at, rel_nt, wrong, unresolved)
-            bad = [k for k in order[1:] if wrong[k] or unresolved[k]][:EXAMPLES_SHOWN]
-            report.examples = [self._element(k, i, a, st, tv, rel_an, rel_at, rel_nt, wrong, unresolved) for k in bad]
-        return report
-
-    def _element(self, k, i, a, st, tv, rel_an, rel_at, rel_nt, wrong, unresolved):
-        index = tuple(int(j) for j in np.unravel_index(k, tuple(self.inputs[i].shape))) if i is not None else (int(k),)
-        return ElementReport(
-            index=index,
-            analytic=float(a[k]),
-            numerical=float(st.estimate[k]),
-            numerical_bracket=(float(st.lo[k]), float(st.hi[k])) if st.kink[k] else None,
-            numerical_error=float(st.error[k]),
-            step=float(st.step[k]),
-            truth=float(tv.center[k]) if tv is not None else None,
-            truth_bracket=(float(tv.lo[k]), float(tv.hi[k])) if tv is not None and tv.kink[k] else None,
-            rel_analytic_numerical=float(rel_an[k]),
-            rel_analytic_truth=float(rel_at[k]) if rel_at is not None else None,
-            rel_numerical_truth=float(rel_nt[k]) if rel_nt is not None else None,
-            verdict="analytic" if wrong[k] else ("unresolved" if unresolved[k] else "ok"),
-        )
 
     def _result(self, reports, started):
         failures = any(p.failures for p in reports) or any(s.blame == "analytic" for s in self.structural)
@@ -586,14 +567,6 @@ class _Run:
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def _interval_rel(a, lo, hi, floor):
-    """Relative distance of ``a`` from ``[lo, hi]`` (0 inside), on the scale of the three."""
-    dist = np.maximum(np.maximum(lo - a, a - hi), 0.0)
-    denom = np.maximum(np.maximum(np.abs(a), np.maximum(np.abs(lo), np.abs(hi))), floor)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(dist == 0, 0.0, dist / denom)
 
 
 def _split_forward(result):

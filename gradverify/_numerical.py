@@ -14,11 +14,13 @@ replaced by the one the floating-point sum actually takes (``(x + h) - x``).
 * The estimate is the centered difference at the finest step (with Richardson: the
   extrapolation of the last two), and its truncation error is estimated from the coarser
   ones: ``|D(h) - D(h/2)| / 3`` (with Richardson: ``|R(h/2) - R(h)| / 15``).
+* ``phi(x') - phi(x)`` is computed as ``sum(v * (fn(x') - fn(x)))``: outputs a step does
+  not touch cancel exactly instead of adding the rounding of the whole sum.
 * Its rounding error is ``noise * sum(|stencil coefficients|)``, where ``noise``, the noise
-  of one evaluation of ``phi``, is the largest of ``ROUNDING_ULPS * eps(output dtype)``
-  times ``sum(|v * fn(x)|)`` or times ``|phi|`` at the stencil points, and the fourth
-  difference of ``phi`` over the five equally spaced points (which only noise makes large
-  where ``phi`` is smooth: it catches cancellation inside ``fn``).
+  of one evaluation, is the larger of ``ROUNDING_ULPS * eps(output dtype)`` times
+  ``sum(|v * fn(x')|)`` over the outputs the step changed, and the fourth difference of
+  ``phi`` over the five equally spaced points (which only noise makes large where ``phi``
+  is smooth: it catches cancellation inside ``fn``).
 * Where the error estimate is large and truncation dominates, or rounding does, the step is
   moved once to the one the model says is best, ``h* = h * (rounding / (p * truncation))**(1/(p+1))``
   for a method of order ``p``; the result with the smaller error estimate is kept.
@@ -67,10 +69,12 @@ class Stencil:
     hi: np.ndarray
     kink: np.ndarray
     step: np.ndarray
+    still: np.ndarray  # no output moved at any stencil point (see refine_elementwise)
 
     @property
     def error(self):
-        return self.trunc + self.rounding
+        """Truncation plus rounding; infinite while a still element awaits a larger step."""
+        return np.where(self.still, np.inf, self.trunc + self.rounding)
 
     def take(self, where, other, keep):
         """Replace the entries at indices ``where`` with ``other``'s entries under ``keep``."""
@@ -92,32 +96,42 @@ def fractions(richardson):
     return (1.0, 0.5, 0.25) if richardson else (1.0, 0.5)
 
 
-def combine(phi0, plus, minus, tp, tm, delta, eps, richardson):
-    """Estimates from ``phi`` at ``x ± t_j`` (arrays ``(n, J)``) and at ``x`` (scalar ``phi0``).
+def combine(plus, minus, tp, tm, noise_model, richardson, still):
+    """Estimates from ``phi(x ± t_j) - phi(x)`` (arrays ``(n, J)``).
 
-    ``tp``/``tm`` are the actual positive/negative step magnitudes; ``delta`` the modelled
-    noise of one evaluation at ``x`` and ``eps`` the output dtype's machine epsilon. Returns a :class:`Stencil` (``step`` is the coarsest ``tp``).
+    ``tp``/``tm`` are the actual positive/negative step magnitudes and ``noise_model`` the
+    modelled rounding noise of each coordinate's evaluations (an ``(n,)`` array). Returns a
+    :class:`Stencil` (``step`` is the coarsest ``tp``).
     """
     with np.errstate(invalid="ignore", over="ignore"):
-        return _combine(phi0, plus, minus, tp, tm, delta, eps, richardson)
+        return _combine(plus, minus, tp, tm, noise_model, richardson, still)
 
 
-def _combine(phi0, plus, minus, tp, tm, delta, eps, richardson):
+def _combine(plus, minus, tp, tm, model, richardson, still):
     # The fourth difference over the equally spaced points -h, -h/2, 0, h/2, h is of order
     # h**4 times the fourth derivative for a smooth phi, far below rounding: what is left is
-    # the noise of the evaluations, including cancellation inside fn that sum(|v * fn(x)|)
-    # cannot see. The modelled noise also counts the values at the stencil points.
-    fourth = np.abs(plus[:, 0] - 4.0 * plus[:, 1] + 6.0 * phi0 - 4.0 * minus[:, 1] + minus[:, 0])
-    sampled = np.maximum(np.abs(plus), np.abs(minus)).max(axis=1)
-    model = np.maximum(delta, ROUNDING_ULPS * eps * sampled)
-    # One fourth difference is one sample of the noise; the median over the coordinates
-    # evaluated together keeps an unluckily small sample from passing for a quiet one.
-    noise = np.maximum(model, np.maximum(fourth, np.median(fourth) if fourth.size else 0.0))
+    # the noise of the evaluations, including cancellation inside fn that no magnitude of
+    # its outputs can show.
+    fourth = np.abs(plus[:, 0] - 4.0 * plus[:, 1] - 4.0 * minus[:, 1] + minus[:, 0])
+    if richardson:  # a second sample, over -h/2 .. h/2
+        fourth = np.maximum(fourth, np.abs(plus[:, 1] - 4.0 * plus[:, 2] - 4.0 * minus[:, 2] + minus[:, 1]))
+    # One fourth difference is one sample of the noise (about 7 times its standard deviation
+    # on average); twice it, and the median over the coordinates evaluated together, keep an
+    # unluckily small sample from passing for a quiet one.
+    sampled = 2.0 * np.maximum(fourth, np.median(fourth) if fourth.size else 0.0)
     span = tp + tm
     central = (plus - minus) / span
+    right = plus / tp
+    left = -minus / tm
+    # At a kink the fourth difference is the jump itself (|jump| times the step), not noise.
+    jump = np.abs(2.0 * (right[:, 1] - left[:, 1]) - (right[:, 0] - left[:, 0]))
+    # So the jump is judged against the modelled noise, not the sampled one (which it
+    # would always equal).
+    jump_noise = 64.0 * model / np.minimum(tp[:, 0], tm[:, 0])
+    one_sided = np.maximum(np.abs(right[:, 1]), np.abs(left[:, 1]))
+    kink = (jump > KINK_RTOL * np.maximum(one_sided, np.abs(central[:, 1]))) & (jump > jump_noise)
+    noise = np.where(kink, model, np.maximum(model, sampled))
     central_round = 2.0 * noise[:, None] / span
-    right = (plus - phi0) / tp
-    left = (phi0 - minus) / tm
     if richardson:
         r1 = (4.0 * central[:, 1] - central[:, 0]) / 3.0
         r2 = (4.0 * central[:, 2] - central[:, 1]) / 3.0
@@ -128,12 +142,6 @@ def _combine(phi0, plus, minus, tp, tm, delta, eps, richardson):
         estimate = central[:, 1]
         trunc = np.abs(central[:, 0] - central[:, 1]) / 3.0
         rounding = central_round[:, 1]
-    jump = np.abs(2.0 * (right[:, 1] - left[:, 1]) - (right[:, 0] - left[:, 0]))
-    # The jump is that fourth difference over the coarsest step, so it is judged against
-    # the modelled noise, not the sampled one (which it would always equal).
-    jump_noise = 64.0 * model / np.minimum(tp[:, 0], tm[:, 0])
-    size = np.maximum(np.maximum(np.abs(right[:, 1]), np.abs(left[:, 1])), np.abs(estimate))
-    kink = (jump > KINK_RTOL * size) & (jump > jump_noise)
     sided = np.concatenate([left[:, :2], right[:, :2]], axis=1)
     # Widen the bracket by the rounding noise of a one-sided difference at the finest step.
     sided_round = noise / np.minimum(tp[:, 1], tm[:, 1])
@@ -143,13 +151,18 @@ def _combine(phi0, plus, minus, tp, tm, delta, eps, richardson):
         rounding=rounding,
         lo=sided.min(axis=1) - sided_round,
         hi=sided.max(axis=1) + sided_round,
-        kink=kink,
+        kink=kink & ~still,
         step=tp[:, 0].copy(),
+        still=still,
     )
 
 
 class PhiEvaluator:
-    """Evaluates ``phi = sum(v * fn(*inputs))`` at blocks of perturbed float64 inputs.
+    """Evaluates ``phi(x') - phi(x) = sum(v * (fn(x') - fn(x)))`` at blocks of perturbed inputs.
+
+    The outputs are differenced before they are contracted with ``v``, so the outputs a
+    perturbation does not touch drop out exactly and add no rounding: an elementwise op on
+    a large array is differentiated as accurately as on a single element.
 
     A block perturbs the flattened wrt inputs by rows of ``deltas`` (``{i: (B, n_i)}``).
     With ``batched=True`` a block is one call of ``fn`` with a leading batch axis on every
@@ -167,16 +180,24 @@ class PhiEvaluator:
         self.calls = 1
         self.eps = float(xp.finfo(self.out.dtype).eps)
         weighted = self.out * cotangent
-        self.phi0 = float(xp.sum(weighted))
-        # The modelled noise of one evaluation of phi near x.
-        # (At least the spacing of subnormals, below which everything is underflow.)
-        tiny = float(xp.finfo(self.out.dtype).smallest_normal) * self.eps
-        self.delta = ROUNDING_ULPS * self.eps * float(xp.sum(xp.abs(weighted))) + tiny
+        self.magnitude = float(xp.sum(xp.abs(weighted)))  # sum(|v * fn(x)|)
+        self.noise_magnitude = float(xp.sum(xp.abs(cotangent) * xp.maximum(xp.abs(self.out), 1.0)))
+        # The spacing of subnormals: below it everything is underflow.
+        self.tiny = float(xp.finfo(self.out.dtype).smallest_normal) * self.eps
         out_size = int(np.prod(self.out.shape))
         row_bytes = 8 * (sum(int(np.prod(x.shape)) for x in inputs) + out_size)
         # Three live copies per row: the perturbed inputs, the output, the product with v.
         self.rows_per_block = max(1, int(max_batch_bytes // (3 * row_bytes)))
         self.flat = {}
+
+    def noise(self, moved):
+        """Modelled rounding noise of ``phi`` differences, from ``sum(|v| * max(|fn|, 1))`` over
+        the outputs a perturbation changed (the whole output where it changed none).
+
+        Outputs count at least 1 each: intermediates of order one (the 1 of
+        ``log(1 + x**2)``) carry rounding that an output's own size cannot show.
+        """
+        return ROUNDING_ULPS * self.eps * np.where(moved > 0, moved, self.noise_magnitude) + self.tiny
 
     def _flat(self, i):
         if i not in self.flat:
@@ -184,17 +205,19 @@ class PhiEvaluator:
         return self.flat[i]
 
     def phi(self, rows, make_rows):
-        """``phi`` at ``rows`` perturbations; ``make_rows(start, stop)`` builds a block of them.
+        """``phi(x') - phi(x)`` at ``rows`` perturbations, and ``sum(|v * fn(x')|)`` over the
+        outputs each one changed; ``make_rows(start, stop)`` builds a block of them.
 
         A block is ``{i: host float64 array (stop - start, n_i)}`` added to the flattened
         wrt inputs.
         """
-        out = np.empty(rows, dtype=np.float64)
+        diff = np.empty(rows, dtype=np.float64)
+        moved = np.empty(rows, dtype=np.float64)
         step = self.rows_per_block
         for start in range(0, rows, step):
             stop = min(rows, start + step)
-            out[start:stop] = self._phi_chunk(make_rows(start, stop))
-        return out
+            diff[start:stop], moved[start:stop] = self._phi_chunk(make_rows(start, stop))
+        return diff, moved
 
     def _phi_chunk(self, chunk):
         # A step may leave fn's domain (sqrt near 0): NumPy's warnings about it are expected,
@@ -208,9 +231,18 @@ class PhiEvaluator:
                 msg = f"fn raised {type(exc).__name__} at a perturbed point of the finite differences: {exc}"
                 raise UserFunctionError(msg) from exc
 
+    def _contract(self, y, rows):
+        """Row sums of ``v * (y - out)`` and of ``|v * y|`` where ``y`` differs from ``out``."""
+        xp = self.xp
+        d = y - self.out
+        diff = xp.sum(xp.reshape(d * self.v, (rows, -1)), axis=1)
+        touched = xp.where(d != 0, xp.abs(self.v) * xp.maximum(xp.abs(y), 1.0), xp.zeros_like(d))
+        moved = xp.sum(xp.reshape(touched, (rows, -1)), axis=1)
+        return to_numpy(diff), to_numpy(moved)
+
     def _phi_chunk_unguarded(self, chunk):
         xp = self.xp
-        device = self._device()
+        device = device_of(self.inputs[0])
         moved = {i: xp.asarray(d, device=device) for i, d in chunk.items()}
         rows = next(iter(chunk.values())).shape[0]
         if self.batched:
@@ -228,19 +260,15 @@ class PhiEvaluator:
                     f" {tuple(y.shape)}, not {(rows, *self.out.shape)}; pass batched=False or make fn map the batch axis"
                 )
                 raise InvalidArgument(msg)
-            prod = xp.reshape(y * self.v, (rows, -1))
-            return to_numpy(xp.sum(prod, axis=1))
-        values = np.empty(rows, dtype=np.float64)
+            return self._contract(y, rows)
+        outs = []
         for r in range(rows):
             args = list(self.inputs)
             for i, d in moved.items():
                 args[i] = xp.reshape(self._flat(i) + d[r, :], self.inputs[i].shape)
             self.calls += 1
-            values[r] = float(xp.sum(self.fn(*args) * self.v))
-        return values
-
-    def _device(self):
-        return device_of(self.inputs[0])
+            outs.append(self.fn(*args))
+        return self._contract(xp.stack(outs), rows)
 
 
 def elementwise(evaluator, i, x_host, richardson, indices=None, step=None):
@@ -269,8 +297,10 @@ def elementwise(evaluator, i, x_host, richardson, indices=None, step=None):
         block[np.arange(stop - start), columns[start:stop]] = signed[start:stop]
         return {i: block}
 
-    values = evaluator.phi(signed.size, make_rows).reshape(idx.size, len(fr), 2)
-    return combine(evaluator.phi0, values[:, :, 0], values[:, :, 1], tp, tm, evaluator.delta, evaluator.eps, richardson)
+    diff, moved = evaluator.phi(signed.size, make_rows)
+    diff = diff.reshape(idx.size, len(fr), 2)
+    moved = moved.reshape(idx.size, -1).max(axis=1)
+    return combine(diff[:, :, 0], diff[:, :, 1], tp, tm, evaluator.noise(moved), richardson, moved == 0)
 
 
 def directional(evaluator, directions, richardson, t0=None):
@@ -291,9 +321,12 @@ def directional(evaluator, directions, richardson, t0=None):
         t, d = steps[start:stop, None], which[start:stop]
         return {i: t * np.stack([directions[k][i] for k in d]) for i in directions[0]}
 
-    values = evaluator.phi(steps.size, make_rows).reshape(len(directions), len(fr), 2)
+    diff, moved = evaluator.phi(steps.size, make_rows)
+    diff = diff.reshape(len(directions), len(fr), 2)
+    moved = moved.reshape(len(directions), -1).max(axis=1)
     tp = np.broadcast_to(ts, (len(directions), len(fr))).copy()
-    return combine(evaluator.phi0, values[:, :, 0], values[:, :, 1], tp, tp.copy(), evaluator.delta, evaluator.eps, richardson)
+    # A direction that moves no output has a derivative of 0 within the noise bound.
+    return combine(diff[:, :, 0], diff[:, :, 1], tp, tp.copy(), evaluator.noise(moved), richardson, np.zeros(moved.shape, dtype=bool))
 
 
 def refine_elementwise(evaluator, i, x_host, richardson, first, target):
@@ -305,7 +338,10 @@ def refine_elementwise(evaluator, i, x_host, richardson, first, target):
     * Kink candidates are re-examined with a step ``KINK_SHRINK`` times smaller: a real kink
       keeps its jump, a smooth curve loses it.
     * Elements whose error estimate exceeds ``target`` get the step the error model calls
-      optimal, and keep whichever estimate has the smaller error.
+      optimal, and keep whichever estimate has the smaller error; twice, so that a step
+      that moved no output at all (a function flat at float64's resolution there, whose
+      error counts as infinite until then) can grow by up to a million, though never past
+      half the distance to 0.
     Returns the number of elements re-evaluated.
     """
     redone = 0
@@ -321,20 +357,48 @@ def refine_elementwise(evaluator, i, x_host, richardson, first, target):
         first.take(redo, second, np.ones(redo.size, dtype=bool))
         redone += redo.size
     order = 4.0 if richardson else 2.0
-    finite = np.isfinite(first.estimate)
-    kinky = first.kink & finite
-    poor = ~first.kink & finite & (first.error > target)
-    new_step = first.step.copy()
-    new_step[kinky] /= KINK_SHRINK
-    with np.errstate(divide="ignore", invalid="ignore"):
-        factor = (first.rounding / (order * first.trunc)) ** (1.0 / (order + 1.0))
-    factor = np.clip(np.nan_to_num(factor, nan=1.0, posinf=MAX_STEP_CHANGE), 1 / MAX_STEP_CHANGE, MAX_STEP_CHANGE)
-    new_step[poor] *= factor[poor]
-    redo = np.flatnonzero(kinky | poor)
-    if redo.size:
+    for attempt in range(2):
+        finite = np.isfinite(first.estimate)
+        kinky = first.kink & finite if attempt == 0 else np.zeros_like(finite)
+        poor = ~first.kink & finite & (first.error > target)
+        new_step = first.step.copy()
+        new_step[kinky] /= KINK_SHRINK
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = (first.rounding / (order * first.trunc)) ** (1.0 / (order + 1.0))
+        factor = np.clip(np.nan_to_num(factor, nan=1.0, posinf=MAX_STEP_CHANGE), 1 / MAX_STEP_CHANGE, MAX_STEP_CHANGE)
+        new_step[poor] *= factor[poor]
+        # A growing step stops at half the distance to 0, where most kinks and domain edges lie.
+        grown = poor & (new_step > first.step) & (x_host != 0)
+        new_step[grown] = np.maximum(first.step[grown], np.minimum(new_step[grown], np.abs(x_host[grown]) / 2))
+        redo = np.flatnonzero(kinky | (poor & (new_step != first.step)))
+        if not redo.size:
+            break
         second = elementwise(evaluator, i, x_host, richardson, indices=redo, step=new_step[redo])
         # A kink candidate takes the finer look whatever it says.
         keep = first.kink[redo] | (second.error < first.error[redo])
         first.take(redo[keep], second, keep)
         redone += redo.size
+    # Still no output moved, even at the largest step tried: the derivative is below what
+    # float64 shows there, and the noise bound of that step is its error.
+    first.still[:] = False
     return redone
+
+
+def cross_check(evaluator, i, x_host, richardson, first, indices):
+    """Widen the error of elements whose estimate moves with the step; updates ``first``.
+
+    Without a truth, an element blamed on the analytic side is looked at again with steps
+    16 times larger and 16 times smaller. A genuine error in the analytic gradient leaves
+    all three estimates in agreement; noise the error model missed (a function that rounds
+    through a large intermediate, like ``(x + 1e8) - 1e8``) does not, and the spread of the
+    three becomes part of the error estimate, so the element reads as unresolved.
+    """
+    if not indices.size:
+        return
+    estimates = [first.estimate[indices]]
+    for factor in (16.0, 1 / 16.0):
+        estimates.append(elementwise(evaluator, i, x_host, richardson, indices=indices, step=first.step[indices] * factor).estimate)
+    estimates = np.array(estimates)
+    with np.errstate(invalid="ignore"):
+        spread = np.nanmax(estimates, axis=0) - np.nanmin(estimates, axis=0)
+    first.trunc[indices] = np.maximum(first.trunc[indices], np.nan_to_num(spread, nan=np.inf))

@@ -9,12 +9,15 @@ where ``floor`` keeps two near-zero values from reading as a 100 % error. The fl
 noise both sides are expected to carry, divided by the tolerance, so that ``rel <= rtol``
 holds exactly when ``|a - r| <= rtol * max(|a|, |r|)`` or ``|a - r|`` is within that noise:
 
-    floor = (reference_error + ANALYTIC_NOISE_ULPS * eps(dtype) * magnitude) / rtol
+    floor = (reference_error + ANALYTIC_NOISE_ULPS * eps(dtype) * natural) / rtol
 
-``reference_error`` is the finite difference's own error estimate (zero for the truth) and
-``magnitude`` the largest reference value of the same input: an element a million times
-smaller than its input's largest gradient is judged on the scale of that largest one, since
-the analytic side cannot carry more accuracy than its dtype allows across the input.
+``reference_error`` is twice the finite difference's own error estimate (zero for the
+truth) and ``natural`` the natural size of a gradient element (:func:`natural_size`). A
+gradient element far below it (``1 - tanh(x)**2`` at ``x = 12``, ``softmax - onehot`` where
+a probability is ``1 - 1e-34``) carries the rounding of the larger terms it was computed
+from, and is judged on their absolute scale: the analytic side cannot carry more accuracy
+than its dtype allows. The absolute slack this grants is ``ANALYTIC_NOISE_ULPS`` units in
+the last place of ``natural``, about 1.4e-14 of it in float64.
 """
 
 import numpy as np
@@ -66,3 +69,14 @@ def relative_error(a, r, floor):
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.where(diff == 0, 0.0, diff / denom)
     return rel
+
+
+def natural_size(magnitude, v_max, scale, largest):
+    """The natural size of gradient elements, for the floor of the relative error.
+
+    The largest of: ``largest``, the input's largest reference gradient; ``magnitude /
+    scale``, how fast ``phi = sum(v * fn)`` (of magnitude ``sum(|v * fn(x)|)``) moves per unit
+    of an element's scale ``max(|x_k|, rms(x))``; and ``v_max``, the cotangent's largest entry,
+    the gradient of an op whose Jacobian entries are of order one (softmax, cross-entropy).
+    """
+    return np.maximum(largest, np.maximum(magnitude / scale, v_max))

@@ -25,12 +25,25 @@ import numpy as np
 from gradverify import _highprec
 
 
+# The most digits the truth adds on its own for one derivative.
+MAX_EXTRA_DIGITS = 400
+
+
 @dataclass
 class TruthValues:
-    center: np.ndarray
+    center: np.ndarray  # NaN where there is no truth
     lo: np.ndarray
     hi: np.ndarray
     kink: np.ndarray
+
+    @classmethod
+    def unknown(cls, n):
+        nan = np.full(n, np.nan)
+        return cls(center=nan, lo=nan.copy(), hi=nan.copy(), kink=np.zeros(n, dtype=bool))
+
+    def fill(self, indices, other):
+        for name in ("center", "lo", "hi", "kink"):
+            getattr(self, name)[indices] = getattr(other, name)
 
 
 class HighPrecisionPhi:
@@ -59,20 +72,35 @@ class HighPrecisionPhi:
     def _derivative(self, shifted, scale, extra_digits=0):
         """The five-point results along one coordinate or direction; ``shifted(t, dps)`` evaluates.
 
-        A jump between the one-sided derivatives is looked at once more with a step a million
-        times smaller (and 12 more digits): a real kink keeps its jump, while a point merely
-        close to a singularity or a kink (``sqrt`` at 1e-10) loses it.
+        Two retries, each at most a few times:
+
+        * where the rounding noise of the result (``10**(6 - dps) * sum(|v * fn|) / h``) is
+          not far below the derivative (or below ``10**(-dps/2)`` of the natural scale
+          ``sum(|v * fn|) / scale`` when that is 0), it is evaluated again with as many
+          more digits as are missing, plus five: ``1 / (1 + x**2)`` at ``x = 1e-20`` needs
+          about 80;
+        * a jump between the one-sided derivatives is looked at once more with a step a
+          million times smaller (and 12 more digits): a real kink keeps its jump, while a
+          point merely close to a singularity or a kink (``sqrt`` at 1e-10) loses it.
         """
         ctx = self.ctx
         dps = self.dps + extra_digits
         with ctx.workdps(dps):
             h = ctx.mpf(10) ** (-ctx.mpf(self.dps) / 3) * ctx.mpf(float(scale))
-        for attempt in range(2):
-            found = self._five_point(shifted, h, dps)
-            if not found[3] or attempt:
-                return found
-            h, dps = h * ctx.mpf(10) ** -6, dps + 12
-        return found
+            natural = self.magnitude / abs(ctx.mpf(float(scale)))
+        looked_closer = False
+        for _ in range(6):
+            center, lo, hi, kink, noise, size = self._five_point(shifted, h, dps)
+            with ctx.workdps(dps):
+                wanted = ctx.mpf(10) ** (-ctx.mpf(self.dps) / 2) * max(size, ctx.mpf(10) ** (-ctx.mpf(self.dps) / 2) * natural)
+                missing = int(ctx.ceil(ctx.log10(noise / wanted))) if noise > wanted > 0 else 0
+            if missing > 0 and dps < self.dps + MAX_EXTRA_DIGITS:
+                dps += missing + 5
+            elif kink and not looked_closer:
+                h, dps, looked_closer = h * ctx.mpf(10) ** -6, dps + 12, True
+            else:
+                break
+        return float(center), float(lo), float(hi), bool(kink)
 
     def _five_point(self, shifted, h, dps):
         ctx = self.ctx
@@ -87,21 +115,23 @@ class HighPrecisionPhi:
             # Rounding noise of a one-sided difference, with a wide margin.
             noise = ctx.mpf(10) ** (6 - dps) * self.magnitude / h
             kink = abs(right - left) > ctx.mpf(10) ** (-ctx.mpf(self.dps) / 4) * size + noise
-        return float(center), float(min(left, right)), float(max(left, right)), bool(kink)
+        return center, min(left, right), max(left, right), kink, noise, size
 
-    def elementwise(self, i, scales, input_scale):
-        """Truth for every element of input ``i``.
+    def elementwise(self, i, scales, input_scale, indices=None, extra_digits=0):
+        """Truth for the elements ``indices`` (default all) of input ``i``.
 
         ``scales`` is the flat per-element step scale (:func:`element_scale`). An element
         much smaller than ``input_scale`` takes a step far below the other elements' share
         of ``phi``, so it is evaluated with as many more digits as it is orders of magnitude
         smaller: the step's effect on ``phi`` must stand out of the rounding of the rest.
+        ``extra_digits`` adds more to every element (see :func:`confirm`).
         """
         base = self.base[i]
-        extra = np.ceil(np.log10(np.maximum(input_scale / scales, 1.0))).astype(int)
         flat = base.reshape(-1)
-        rows = [None] * flat.size
-        for k in range(flat.size):
+        idx = range(flat.size) if indices is None else indices
+        extra = np.ceil(np.log10(np.maximum(input_scale / scales, 1.0))).astype(int) + extra_digits
+        rows = []
+        for k in idx:
 
             def shifted(t, dps, k=k):
                 moved = flat.copy()
@@ -111,13 +141,14 @@ class HighPrecisionPhi:
                 args[i] = moved.reshape(base.shape)
                 return self._phi(args, dps)
 
-            rows[k] = self._derivative(shifted, scales[k], int(extra[k]))
+            rows.append(self._derivative(shifted, scales[k], int(extra[k])))
         return _values(rows)
 
-    def directional(self, directions):
+    def directional(self, directions, indices=None, extra_digits=0):
         """Truth of ``t -> phi(x + t d)`` at 0 for each ``{i: flat float64 array}`` ``d``."""
         rows = []
-        for d in directions:
+        for k in range(len(directions)) if indices is None else indices:
+            d = directions[k]
 
             def shifted(t, dps, d=d):
                 args = list(self.base)
@@ -127,8 +158,36 @@ class HighPrecisionPhi:
                         args[i] = (flat + t * _highprec.to_hp(di)).reshape(self.base[i].shape)
                 return self._phi(args, dps)
 
-            rows.append(self._derivative(shifted, 1.0))
+            rows.append(self._derivative(shifted, 1.0, extra_digits))
         return _values(rows)
+
+
+def confirm(values, suspicious, recompute, dps, atol, rounds=3):
+    """Re-derive the truth at more digits where it contradicts the other sides.
+
+    Cancellation inside ``fn`` (``log(1 + 1e-34)``) can exhaust any fixed precision without
+    any sign in the result. So where the truth disagrees with the analytic gradient or the
+    finite difference, it is recomputed with ``dps``, ``3 dps``, ... more digits until two
+    successive precisions agree (to 1e-12 relative or ``atol``); an element that never
+    settles gets NaN, which the verdict reads as "no truth here". ``recompute(indices,
+    extra_digits)`` (keywords) returns :class:`TruthValues` for those indices. Updates ``values``.
+    """
+    idx = np.flatnonzero(suspicious)
+    extra = 0
+    for _ in range(rounds):
+        if not idx.size:
+            return values
+        extra = 2 * extra + dps
+        new = recompute(indices=idx, extra_digits=extra)
+        agree = (new.kink == values.kink[idx]) & np.all(
+            [np.abs(getattr(new, f) - getattr(values, f)[idx]) <= 1e-12 * np.abs(getattr(new, f)) + atol[idx] for f in ("center", "lo", "hi")],
+            axis=0,
+        )
+        values.fill(idx, new)
+        idx = idx[~agree]
+    for f in ("center", "lo", "hi"):
+        getattr(values, f)[idx] = np.nan
+    return values
 
 
 def input_scale(x):

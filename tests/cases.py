@@ -129,6 +129,10 @@ def _leaky_wrong_negative_vjp(v, x):
     return (v * xp.where(x > 0, xp.ones_like(x), 0.1),)  # forward uses slope 0.01
 
 
+def _relu(x):
+    return _ns(x).maximum(x, 0.0)
+
+
 def _leaky(x):
     xp = _ns(x)
     return xp.where(x > 0, x, 0.01 * x)
@@ -222,6 +226,12 @@ BUGS = [
     Case("linear: dW doubled only for batch size 1", linear, _batch1_bug_vjp, _linear_inputs(1, 3, 2)),
     Case("leaky ReLU: slope 0.1 instead of 0.01 for negative inputs", _leaky, _leaky_wrong_negative_vjp, lambda rng: (-rng.uniform(0.5, 2.0, 5),)),
     Case(
+        "ReLU: 2.5 at 0, outside the subgradients [0, 1]",
+        _relu,
+        lambda v, x: (v * (_ns(x).astype(x > 0, x.dtype) + 2.5 * _ns(x).astype(x == 0, x.dtype)),),
+        lambda rng: (np.array([0.0, 0.0, 1.5]),),
+    ),
+    Case(
         "abs: sign(x) forgotten for negative inputs",
         lambda x: _ns(x).abs(x),
         lambda v, x: (v * _ns(x).ones_like(x),),
@@ -282,10 +292,6 @@ BUGS = [
 
 
 # -- correct but awkward gradients (must pass) ------------------------------------------
-
-
-def _relu(x):
-    return _ns(x).maximum(x, 0.0)
 
 
 def _max_first_argmax_vjp(v, x):

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+from gradverify import InvalidArgument
+from gradverify._backend import BACKENDS, load_backend
+
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile(
     "thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -20,51 +23,32 @@ settings.register_profile(
 if not os.environ.get("CI"):
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
-KNOWN_BACKENDS = ("numpy", "strict", "cupy")
-
 
 def _requested_backends():
     raw = os.environ.get("GRADVERIFY_BACKENDS", "numpy,strict")
     names = [b.strip() for b in raw.split(",") if b.strip()]
-    unknown = [b for b in names if b not in KNOWN_BACKENDS]
+    unknown = [b for b in names if b not in BACKENDS]
     if unknown or not names:
-        raise pytest.UsageError(f"GRADVERIFY_BACKENDS={raw!r}: choose from {', '.join(KNOWN_BACKENDS)}")
+        raise pytest.UsageError(f"GRADVERIFY_BACKENDS={raw!r}: choose from {', '.join(BACKENDS)}")
     return names
 
 
 def _load_backend(name):
-    if name == "numpy":
-        import array_api_compat.numpy as xp
-
-        return xp
-    if name == "strict":
-        try:
-            import array_api_strict as xp
-        except ImportError as exc:
-            raise pytest.UsageError("backend 'strict' needs array-api-strict: pip install array-api-strict") from exc
-        return xp
     try:
-        import cupy
-
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # ImportError, or CUDA's own errors without a driver
-        raise pytest.UsageError(f"backend 'cupy' was asked for but is unusable: {exc!r}; install cupy on a machine with a GPU") from exc
-    if count < 1:
-        raise pytest.UsageError("backend 'cupy' was asked for but no CUDA device is visible")
-    import array_api_compat.cupy as xp
-
-    return xp
+        return load_backend(name)
+    except InvalidArgument as exc:
+        raise pytest.UsageError(str(exc)) from exc
 
 
-BACKENDS = _requested_backends()
+SELECTED = _requested_backends()
 
 
 def pytest_configure(config):
-    for name in BACKENDS:
+    for name in SELECTED:
         _load_backend(name)
 
 
-@pytest.fixture(params=[pytest.param(b, marks=pytest.mark.gpu if b == "cupy" else ()) for b in BACKENDS])
+@pytest.fixture(params=[pytest.param(b, marks=pytest.mark.gpu if b == "cupy" else ()) for b in SELECTED])
 def xp(request):
     """The array namespace of one selected backend."""
     return _load_backend(request.param)

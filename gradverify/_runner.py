@@ -1,0 +1,127 @@
+"""Verify catalog ops on Hypothesis-generated examples, shrinking any failure to a minimal one."""
+
+import fnmatch
+import functools
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from hypothesis import HealthCheck, Verbosity, given, settings
+from hypothesis import seed as hypothesis_seed
+
+from gradverify import _backend, catalog
+from gradverify._check import check_layer
+from gradverify._errors import GradVerifyError, InvalidArgument
+
+
+@dataclass
+class OpOutcome:
+    """The verification of one op over many examples (JSON-safe through ``dataclasses.asdict``)."""
+
+    name: str
+    family: str
+    summary: str
+    examples: int = 0
+    passed: bool = True
+    blame: str | None = None
+    kinks: int = 0
+    truth: dict = field(default_factory=dict)  # how many checks used each truth mode
+    rel_analytic_numerical: list = field(default_factory=list)  # worst per example
+    rel_analytic_truth: list = field(default_factory=list)
+    rel_numerical_truth: list = field(default_factory=list)
+    failure: dict | None = None  # the shrunk example, its report and how to reproduce it
+    seconds: float = 0.0
+
+    def worst(self, which):
+        values = getattr(self, which)
+        return max(values) if values else None
+
+
+class _Failed(Exception):
+    pass
+
+
+def select(patterns):
+    """Op names matching any of the comma-separated fnmatch ``patterns`` (all when empty)."""
+    names = catalog.names()
+    if not patterns:
+        return names
+    wanted = [p.strip() for p in patterns.split(",") if p.strip()]
+    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in wanted)]
+    if not chosen:
+        raise InvalidArgument(f"--ops {patterns!r} matches no op; the catalog has: {', '.join(names)}")
+    return chosen
+
+
+def check_example(op, example, xp, **options):
+    """Run the engine on one example of ``op`` on the backend ``xp``."""
+    device_inputs = tuple(xp.asarray(a) for a in example.inputs)
+    forward = functools.partial(op.forward, **example.params)
+    options.setdefault("name", op.name)
+    return check_layer(forward, op.backward, *device_inputs, wrt=op.wrt, batched=op.batched, **options)
+
+
+def verify_op(op, xp, *, examples, seed, on_example=None):
+    """Check ``op`` on ``examples`` Hypothesis examples; a failure is shrunk and kept."""
+    outcome = OpOutcome(name=op.name, family=op.family, summary=op.summary)
+    started = time.perf_counter()
+    last_failure = {}
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        verbosity=Verbosity.quiet,
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+    )
+    @hypothesis_seed(seed)
+    @given(op.examples())
+    def run(example):
+        try:
+            result = check_example(op, example, xp)
+        except GradVerifyError as exc:
+            last_failure.update(example=example, result=None, error=f"{type(exc).__name__}: {exc}")
+            raise _Failed from exc
+        _record(outcome, result)
+        if on_example is not None:
+            on_example()
+        if not result.passed:
+            last_failure.update(example=example, result=result, error=None)
+            raise _Failed
+
+    try:
+        run()
+    except _Failed:
+        outcome.passed = False
+        outcome.failure = _failure_record(op, last_failure, seed, examples)
+        outcome.blame = "analytic" if last_failure["result"] is None else last_failure["result"].blame
+    else:
+        outcome.blame = "numerical" if outcome.truth.get("numerical_off") else None
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _record(outcome, result):
+    outcome.examples += 1
+    outcome.truth[result.truth] = outcome.truth.get(result.truth, 0) + 1
+    if result.passed and result.blame == "numerical":
+        outcome.truth["numerical_off"] = outcome.truth.get("numerical_off", 0) + 1
+    outcome.kinks += sum(p.kinks for p in result.per_input)
+    for which in ("rel_analytic_numerical", "rel_analytic_truth", "rel_numerical_truth"):
+        values = [getattr(p, f"max_{which}") for p in result.per_input]
+        values = [v for v in values if v is not None and np.isfinite(v)]
+        if values:
+            getattr(outcome, which).append(max(values))
+
+
+def _failure_record(op, failure, seed, examples):
+    example = failure["example"]
+    result = failure["result"]
+    return {
+        "inputs": [np.asarray(a).tolist() for a in example.inputs],
+        "params": {k: repr(v) for k, v in example.params.items()},
+        "report": str(result) if result is not None else failure["error"],
+        "result": result.to_dict() if result is not None else None,
+        "reproduce": f"gradverify verify --ops {op.name} --seed {seed} --examples {examples}",
+    }

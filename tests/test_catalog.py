@@ -1,0 +1,35 @@
+"""Every catalog op verifies on every selected backend, on Hypothesis examples."""
+
+import pytest
+from hypothesis import given, settings
+
+from gradverify import InvalidArgument, _runner, catalog
+
+
+@pytest.mark.parametrize("name", catalog.names())
+def test_op_backward_verifies(name, xp):
+    op = catalog.get(name)
+
+    @settings(deadline=None)
+    @given(op.examples())
+    def check(example):
+        result = _runner.check_example(op, example, xp)
+        assert result.passed, str(result)
+
+    check()
+
+
+def test_registry_lookup_suggests_close_names():
+    with pytest.raises(InvalidArgument, match="did you mean 'softmax'"):
+        catalog.get("sofmax")
+
+
+def test_registry_metadata():
+    assert set(catalog.families()) <= set(catalog.FAMILIES)
+    for name in catalog.names():
+        op = catalog.get(name)
+        assert op.name == name and op.summary and op.family in catalog.FAMILIES
+    assert catalog.get("relu").kinks and not catalog.get("tanh").kinks
+    assert catalog.names("loss") == sorted(n for n in catalog.names() if catalog.get(n).family == "loss")
+    with pytest.raises(InvalidArgument, match="family"):
+        catalog.names("bogus")
