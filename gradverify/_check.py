@@ -490,7 +490,7 @@ class _Run:
     def _check_batched_claim(self, evaluator):
         """Two unperturbed rows must both reproduce the unbatched output."""
         i = self.wrt[0]
-        diff, _ = evaluator.phi(2, lambda start, stop: {i: np.zeros((stop - start, int(np.prod(self.inputs[i].shape))))})
+        diff, _ = evaluator.phi(2, lambda start, stop: {i: _numerical.OneHot(np.zeros(stop - start, dtype=int), np.zeros(stop - start))})
         if not np.all(np.abs(diff) <= 1e-12 * evaluator.magnitude):
             msg = (
                 "batched=True, but fn with a leading batch axis of 2 on every input does not reproduce"

@@ -102,7 +102,8 @@ def report(name, index, shape, dtype, rtol, a, st, tv, v, unravel):
     if a.size:
         order = np.argsort(-v.badness, kind="stable")
         out.worst = _element(order[0], a, st, tv, v, unravel)
-        shown = [k for k in order[1:] if v.disputed[k]][:EXAMPLES_SHOWN]
+        disputed = v.disputed
+        shown = [k for k in order[1:] if disputed[k]][:EXAMPLES_SHOWN]
         out.examples = [_element(k, a, st, tv, v, unravel) for k in shown]
     return out
 
