@@ -79,14 +79,20 @@ def verify_op(op, xp, *, examples, seed, on_example=None):
     @given(op.examples())
     def run(example):
         try:
-            result = check_example(op, example, xp)
-        except GradVerifyError as exc:
-            last_failure.update(example=example, result=None, error=f"{type(exc).__name__}: {exc}")
+            result = check_example(op, example, xp) if op.backward is not None else None
+            if op.properties is not None:
+                op.properties(example, xp)
+        except (GradVerifyError, AssertionError) as exc:
+            kind = "property" if isinstance(exc, AssertionError) else type(exc).__name__
+            last_failure.update(example=example, result=None, error=f"{kind}: {exc}")
             raise _Failed from exc
-        _record(outcome, result)
+        if result is not None:
+            _record(outcome, result)
+        else:
+            outcome.examples += 1
         if on_example is not None:
             on_example()
-        if not result.passed:
+        if result is not None and not result.passed:
             last_failure.update(example=example, result=result, error=None)
             raise _Failed
 

@@ -31,11 +31,14 @@ class Op:
     """A catalog entry.
 
     ``forward(*inputs, **params) -> (out, cache)`` and ``backward(dout, cache) -> grads``
-    (one per input, ``None`` for an input that is not differentiated, such as labels).
-    ``examples()`` is a Hypothesis strategy of :class:`Example`. ``kinks`` describes where
-    the op is not differentiable; ``batched`` says that forward maps a leading batch axis;
-    ``wrt`` restricts the differentiated inputs; ``reference`` names the independent
-    mpmath oracle in ``reference/``.
+    (one per input, ``None`` for an input that is not differentiated, such as labels);
+    ``backward`` is ``None`` for an op with nothing to differentiate (an initializer).
+    ``examples()`` is a Hypothesis strategy of :class:`Example`. ``properties(example, xp)``
+    checks what no gradient check sees (rows of a softmax sum to 1, an initializer's
+    variance) and raises ``AssertionError`` with a message when one fails. ``kinks``
+    describes where the op is not differentiable; ``batched`` says that forward maps a
+    leading batch axis; ``wrt`` restricts the differentiated inputs; ``reference`` names the
+    independent mpmath oracle in ``reference/``.
     """
 
     name: str
@@ -48,6 +51,7 @@ class Op:
     batched: bool = False
     wrt: tuple | None = None
     reference: str | None = None
+    properties: object = None
 
 
 _REGISTRY = {}

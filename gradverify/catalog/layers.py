@@ -4,9 +4,10 @@ Every function takes its array namespace from its inputs (NumPy, CuPy, array-api
 gradverify's mpmath arrays for the truth), or from ``xp=`` when given.
 """
 
+import numpy as np
 from hypothesis import strategies as st
 
-from gradverify._backend import namespace_of
+from gradverify._backend import namespace_of, to_numpy
 from gradverify.catalog import Example, Op, register
 from gradverify.strategies import float_arrays, shapes
 
@@ -151,10 +152,20 @@ def _logit_examples(draw):
     return Example((x,), {"axis": -1})
 
 
+def _softmax_properties(example, xp):
+    """Rows sum to 1 and are unchanged by a shift of the logits."""
+    (x,) = example.inputs
+    s, _ = softmax_forward(xp.asarray(x), **example.params)
+    shifted, _ = softmax_forward(xp.asarray(x + 7.25), **example.params)
+    s, shifted = np.asarray(to_numpy(s)), np.asarray(to_numpy(shifted))
+    assert np.allclose(s.sum(axis=-1), 1.0, rtol=0, atol=1e-12), f"softmax rows sum to {s.sum(axis=-1)}"
+    assert np.allclose(s, shifted, rtol=1e-9, atol=1e-300), "softmax changed under a shift of the logits by 7.25"
+
+
 register(Op("linear", "layer", linear_forward, linear_backward, _linear_examples, "affine layer x @ W + b", batched=True, reference="linear"))
 register(Op("sigmoid", "layer", sigmoid_forward, sigmoid_backward, _elementwise_examples, "logistic sigmoid", batched=True, reference="sigmoid"))
 register(Op("tanh", "layer", tanh_forward, tanh_backward, _elementwise_examples, "hyperbolic tangent", batched=True, reference="tanh"))
 register(Op("relu", "layer", relu_forward, relu_backward, _elementwise_examples, "rectified linear unit", kinks=("x = 0",), batched=True, reference="relu"))
 register(Op("leaky_relu", "layer", leaky_relu_forward, leaky_relu_backward, _leaky_examples, "leaky ReLU with slope a", kinks=("x = 0",), batched=True, reference="leaky_relu"))
-register(Op("softmax", "layer", softmax_forward, softmax_backward, _logit_examples, "softmax along the last axis", batched=True, reference="softmax"))
+register(Op("softmax", "layer", softmax_forward, softmax_backward, _logit_examples, "softmax along the last axis", batched=True, reference="softmax", properties=_softmax_properties))
 register(Op("log_softmax", "layer", log_softmax_forward, log_softmax_backward, _logit_examples, "log-softmax along the last axis", batched=True, reference="log_softmax"))
