@@ -1,5 +1,6 @@
 """Verify catalog ops on Hypothesis-generated examples, shrinking any failure to a minimal one."""
 
+import dataclasses
 import fnmatch
 import functools
 import time
@@ -12,6 +13,27 @@ from hypothesis import seed as hypothesis_seed
 from gradverify import _backend, catalog
 from gradverify._check import check_layer
 from gradverify._errors import GradVerifyError, InvalidArgument
+from gradverify._result import _jsonable
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How hard a run tries: Hypothesis examples per op, and whether its seed is fixed.
+
+    A derandomized profile always draws the same examples (seed 0 unless one is given), so
+    that a run is repeatable; the others draw a fresh seed each run, recorded with the run
+    and in every reproduce line.
+    """
+
+    examples: int
+    derandomize: bool
+
+
+PROFILES = {
+    "dev": Profile(examples=10, derandomize=False),
+    "ci": Profile(examples=50, derandomize=True),
+    "thorough": Profile(examples=500, derandomize=False),
+}
 
 
 @dataclass
@@ -35,6 +57,18 @@ class OpOutcome:
     def worst(self, which):
         values = getattr(self, which)
         return max(values) if values else None
+
+    def to_dict(self):
+        """A JSON-safe dict: the ``"ops"`` entries of a ``gradverify-run/1`` record."""
+        return _jsonable(dataclasses.asdict(self))
+
+
+# The three comparisons kept per example, as OpOutcome fields, with what each compares.
+COMPARISONS = {
+    "rel_analytic_numerical": "analytic ~ finite difference",
+    "rel_analytic_truth": "analytic ~ truth",
+    "rel_numerical_truth": "finite difference ~ truth",
+}
 
 
 class _Failed(Exception):
@@ -100,7 +134,7 @@ def verify_op(op, xp, *, examples, seed, on_example=None):
         run()
     except _Failed:
         outcome.passed = False
-        outcome.failure = _failure_record(op, last_failure, seed, examples)
+        outcome.failure = _failure_record(op, last_failure, seed, examples, _backend.backend_name(xp))
         outcome.blame = "analytic" if last_failure["result"] is None else last_failure["result"].blame
     else:
         outcome.blame = "numerical" if outcome.truth.get("numerical_off") else None
@@ -114,20 +148,21 @@ def _record(outcome, result):
     if result.passed and result.blame == "numerical":
         outcome.truth["numerical_off"] = outcome.truth.get("numerical_off", 0) + 1
     outcome.kinks += sum(p.kinks for p in result.per_input)
-    for which in ("rel_analytic_numerical", "rel_analytic_truth", "rel_numerical_truth"):
+    for which in COMPARISONS:
         values = [getattr(p, f"max_{which}") for p in result.per_input]
         values = [v for v in values if v is not None and np.isfinite(v)]
         if values:
             getattr(outcome, which).append(max(values))
 
 
-def _failure_record(op, failure, seed, examples):
+def _failure_record(op, failure, seed, examples, backend):
     example = failure["example"]
     result = failure["result"]
+    on = "" if backend == "numpy" else f" --backend {backend}"  # numpy is the CLI's default
     return {
         "inputs": [np.asarray(a).tolist() for a in example.inputs],
         "params": {k: repr(v) for k, v in example.params.items()},
         "report": str(result) if result is not None else failure["error"],
         "result": result.to_dict() if result is not None else None,
-        "reproduce": f"gradverify verify --ops {op.name} --seed {seed} --examples {examples}",
+        "reproduce": f"gradverify verify --ops {op.name}{on} --seed {seed} --examples {examples}",
     }

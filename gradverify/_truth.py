@@ -79,9 +79,12 @@ class HighPrecisionPhi:
           ``sum(|v * fn|) / scale`` when that is 0), it is evaluated again with as many
           more digits as are missing, plus five: ``1 / (1 + x**2)`` at ``x = 1e-20`` needs
           about 80;
-        * a jump between the one-sided derivatives is looked at once more with a step a
-          million times smaller (and 12 more digits): a real kink keeps its jump, while a
-          point merely close to a singularity or a kink (``sqrt`` at 1e-10) loses it.
+        * a jump between the one-sided derivatives, or a centered value that disagrees with
+          them, is looked at once more with a step a million times smaller (and 12 more
+          digits): a real kink keeps its jump, while a point merely close to a singularity
+          or a kink (``sqrt`` at 1e-10) loses it. Where the one-sided values agree and the
+          centered one still does not (the second derivative jumps: ``g / (|g| + eps)`` at
+          0), their mean is the derivative: each side's formula sees only its smooth half.
         """
         ctx = self.ctx
         dps = self.dps + extra_digits
@@ -90,16 +93,19 @@ class HighPrecisionPhi:
             natural = self.magnitude / abs(ctx.mpf(float(scale)))
         looked_closer = False
         for _ in range(6):
-            center, lo, hi, kink, noise, size = self._five_point(shifted, h, dps)
+            center, lo, hi, kink, uneven, noise, size = self._five_point(shifted, h, dps)
             with ctx.workdps(dps):
                 wanted = ctx.mpf(10) ** (-ctx.mpf(self.dps) / 2) * max(size, ctx.mpf(10) ** (-ctx.mpf(self.dps) / 2) * natural)
                 missing = int(ctx.ceil(ctx.log10(noise / wanted))) if noise > wanted > 0 else 0
             if missing > 0 and dps < self.dps + MAX_EXTRA_DIGITS:
                 dps += missing + 5
-            elif kink and not looked_closer:
+            elif (kink or uneven) and not looked_closer:
                 h, dps, looked_closer = h * ctx.mpf(10) ** -6, dps + 12, True
             else:
                 break
+        if uneven and not kink:
+            with ctx.workdps(dps):
+                center = (lo + hi) / 2
         return float(center), float(lo), float(hi), bool(kink)
 
     def _five_point(self, shifted, h, dps):
@@ -114,8 +120,10 @@ class HighPrecisionPhi:
             size = max(abs(left), abs(right))
             # Rounding noise of a one-sided difference, with a wide margin.
             noise = ctx.mpf(10) ** (6 - dps) * self.magnitude / h
-            kink = abs(right - left) > ctx.mpf(10) ** (-ctx.mpf(self.dps) / 4) * size + noise
-        return center, min(left, right), max(left, right), kink, noise, size
+            threshold = ctx.mpf(10) ** (-ctx.mpf(self.dps) / 4) * size + noise
+            kink = abs(right - left) > threshold
+            uneven = abs(center - (left + right) / 2) > threshold
+        return center, min(left, right), max(left, right), kink, uneven, noise, size
 
     def elementwise(self, i, scales, input_scale, indices=None, extra_digits=0):
         """Truth for the elements ``indices`` (default all) of input ``i``.

@@ -6,11 +6,17 @@ from hypothesis import given, settings
 from gradverify import InvalidArgument, _runner, catalog
 
 
+def _examples_per_op():
+    """A tenth of the profile's budget: 41 ops x 2 backends, each example a full check with
+    the high-precision truth (ci: 10, dev: 3, thorough: 50)."""
+    return max(3, settings.default.max_examples // 10)
+
+
 @pytest.mark.parametrize("name", catalog.names())
 def test_op_backward_verifies(name, xp):
     op = catalog.get(name)
 
-    @settings(deadline=None)
+    @settings(deadline=None, max_examples=_examples_per_op())
     @given(op.examples())
     def check(example):
         if op.backward is not None:

@@ -1,0 +1,276 @@
+"""A small plotting helper that writes inline SVG: linear and log axes, lines, points, boxes.
+
+The report must be one self-contained file that renders the same everywhere, so figures are
+plain SVG elements written here, not images from a plotting library. Every piece of text a
+caller passes (titles, labels, op names) is escaped; numbers are rounded to a tenth of a
+pixel to keep a figure to a few kilobytes.
+"""
+
+import math
+import textwrap
+
+from markupsafe import Markup, escape
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+_CHAR_WIDTH = 6.6  # rough width of one character at the 11 px font, for layout only
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+class Axis:
+    """The mapping of data values onto ``[0, 1]`` along one side of a plot.
+
+    Parameters
+    ----------
+    lo, hi : float
+        The data range shown, ``lo < hi`` (both positive on a log axis).
+    log : bool, optional
+        A base-10 logarithmic axis.
+    label : str, optional
+        The axis title.
+    ticks : list of (float, str), optional
+        Tick positions and labels to use instead of the automatic ones (a categorical axis).
+
+    Examples
+    --------
+    >>> Axis(1e-8, 1.0, log=True).fraction(1e-4)
+    0.5
+    """
+
+    def __init__(self, lo, hi, *, log=False, label="", ticks=None):
+        if not lo < hi or (log and lo <= 0):
+            msg = f"axis range [{lo}, {hi}] is empty{' or not positive on a log axis' if log else ''}"
+            raise ValueError(msg)
+        self.lo, self.hi, self.log, self.label, self._ticks = lo, hi, log, label, ticks
+
+    def fraction(self, value):
+        """Where ``value`` falls, 0 at ``lo`` and 1 at ``hi``; None where it cannot be drawn."""
+        if value is None or isinstance(value, str) or not math.isfinite(value):
+            return None
+        if self.log:
+            if value <= 0:
+                return None
+            return (math.log10(value) - math.log10(self.lo)) / (math.log10(self.hi) - math.log10(self.lo))
+        return (value - self.lo) / (self.hi - self.lo)
+
+    def ticks(self):
+        """``(value, label)`` pairs, the label as SVG text content (superscripts on log axes)."""
+        if self._ticks is not None:
+            return [(v, escape(t)) for v, t in self._ticks]
+        if self.log:
+            first, last = math.ceil(math.log10(self.lo) - 1e-9), math.floor(math.log10(self.hi) + 1e-9)
+            every = max(1, math.ceil((last - first + 1) / 9))  # at most about nine labels
+            return [(10.0**k, Markup("10") + str(k).translate(_SUPERSCRIPT)) for k in range(first, last + 1) if k % every == 0]
+        step = _nice_step((self.hi - self.lo) / 5)
+        start = math.ceil(self.lo / step - 1e-9)
+        values = [k * step for k in range(start, int(math.floor(self.hi / step + 1e-9)) + 1)]
+        return [(v, escape(f"{v:g}")) for v in values]
+
+
+def _nice_step(raw):
+    """1, 2 or 5 times a power of ten, the nearest above ``raw``."""
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw * 0.999)
+
+
+def _n(value):
+    """A coordinate as short text."""
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+class Figure:
+    """One plot: axes, a frame, and what is drawn in it, written out by :meth:`svg`.
+
+    Parameters
+    ----------
+    key : str
+        Unique within the page: names the clip path that keeps marks inside the frame.
+    x, y : Axis
+    title : str, optional
+    width, height : int, optional
+        The size of the plotting frame in pixels (margins are added around it).
+    left : int, optional
+        The left margin, wider for long categorical labels.
+
+    Examples
+    --------
+    >>> fig = Figure("demo", x=Axis(1e-3, 1, log=True), y=Axis(0, 1), title="a <b> title")
+    >>> fig.line([1e-3, 1e-2, 1e-1], [0.1, 0.5, 0.9], color=PALETTE[0], label="curve")
+    >>> svg = fig.svg()
+    >>> svg.startswith("<svg") and "a &lt;b&gt; title" in svg
+    True
+    """
+
+    def __init__(self, key, *, x, y, title="", width=520, height=260, left=64):
+        self.key, self.x, self.y, self.title = key, x, y, title
+        self.width, self.height, self.left = width, height, left
+        self.top = 30 if title else 12
+        self._marks = []  # SVG fragments inside the clipped frame
+        self._overlays = []  # SVG fragments outside the clip (labels)
+        self._legend = []  # (color, label, kind)
+        self._notes = []
+
+    def point(self, x, y):
+        """Pixel coordinates of a data point, or None where it cannot be drawn."""
+        fx, fy = self.x.fraction(x), self.y.fraction(y)
+        if fx is None or fy is None:
+            return None
+        return self.left + fx * self.width, self.top + (1.0 - fy) * self.height
+
+    def line(self, xs, ys, *, color, label=None, width=1.6, dash=None, opacity=1.0):
+        """A polyline, broken where a value cannot be drawn (NaN, or not positive on a log axis)."""
+        runs, run = [], []
+        for p in map(self.point, xs, ys):
+            if p is None:
+                runs, run = runs + [run] if run else runs, []
+            else:
+                run.append(p)
+        runs += [run] if run else []
+        dashing = f' stroke-dasharray="{escape(dash)}"' if dash else ""
+        for run in runs:
+            path = " ".join(f"{_n(px)},{_n(py)}" for px, py in run)
+            self._marks.append(
+                f'<polyline points="{path}" fill="none" stroke="{escape(color)}" stroke-width="{width}"'
+                f' stroke-opacity="{opacity}" stroke-linejoin="round"{dashing}/>'
+            )
+        if label:
+            self._legend.append((color, label, "line"))
+
+    def points(self, xs, ys, *, color, label=None, radius=2.4, opacity=0.75, hollow=False):
+        """Dots at the data points that can be drawn; dots on the same pixel are drawn once."""
+        fill = "none" if hollow else escape(color)
+        seen, dots = set(), []
+        for p in map(self.point, xs, ys):
+            if p is not None and (at := (_n(p[0]), _n(p[1]))) not in seen:
+                seen.add(at)
+                dots.append(f'<circle cx="{at[0]}" cy="{at[1]}" r="{radius}"/>')
+        if dots:
+            self._marks.append(
+                f'<g fill="{fill}" stroke="{escape(color)}" fill-opacity="{opacity}" stroke-opacity="{opacity}">{"".join(dots)}</g>'
+            )
+        if label:
+            self._legend.append((color, label, "point"))
+
+    def box(self, y, quartiles, *, color, half_height=5.0):
+        """A horizontal box plot at ``y`` from ``(min, q1, median, q3, max)``."""
+        ends = [self.point(q, y) for q in quartiles]
+        if any(p is None for p in ends):
+            return
+        (x0, py), (x1, _), (xm, _), (x3, _), (x4, _) = ends
+        c, h = escape(color), half_height
+        self._marks.append(
+            f'<g stroke="{c}" stroke-width="1.2"><line x1="{_n(x0)}" y1="{_n(py)}" x2="{_n(x4)}" y2="{_n(py)}"/>'
+            f'<rect x="{_n(x1)}" y="{_n(py - h)}" width="{_n(max(x3 - x1, 0.8))}" height="{_n(2 * h)}"'
+            f' fill="{c}" fill-opacity="0.18"/><line x1="{_n(xm)}" y1="{_n(py - h)}" x2="{_n(xm)}"'
+            f' y2="{_n(py + h)}" stroke-width="2.2"/></g>'
+        )
+
+    def vline(self, x, *, color="#555555", label=None, dash="4 3"):
+        """A vertical rule across the frame, labelled at its foot."""
+        fx = self.x.fraction(x)
+        if fx is None or not 0 <= fx <= 1:
+            return
+        px = self.left + fx * self.width
+        self._marks.append(
+            f'<line x1="{_n(px)}" y1="{self.top}" x2="{_n(px)}" y2="{self.top + self.height}"'
+            f' stroke="{escape(color)}" stroke-dasharray="{escape(dash)}"/>'
+        )
+        if label:
+            self._overlays.append(
+                f'<text x="{_n(px + 3)}" y="{self.top + self.height - 5}" fill="{escape(color)}">{escape(label)}</text>'
+            )
+
+    def hline(self, y, *, color="#555555", label=None, dash="4 3"):
+        """A horizontal rule across the frame, labelled at its right end."""
+        fy = self.y.fraction(y)
+        if fy is None or not 0 <= fy <= 1:
+            return
+        py = self.top + (1.0 - fy) * self.height
+        self._marks.append(
+            f'<line x1="{self.left}" y1="{_n(py)}" x2="{self.left + self.width}" y2="{_n(py)}"'
+            f' stroke="{escape(color)}" stroke-dasharray="{escape(dash)}"/>'
+        )
+        if label:
+            self._overlays.append(
+                f'<text x="{self.left + self.width - 3}" y="{_n(py - 4)}" text-anchor="end" fill="{escape(color)}">{escape(label)}</text>'
+            )
+
+    def label(self, x, y, text, *, color="#222222"):
+        """Text at a data point (skipped where the point cannot be drawn)."""
+        p = self.point(x, y)
+        if p is not None:
+            self._overlays.append(f'<text x="{_n(p[0] + 4)}" y="{_n(p[1] - 4)}" fill="{escape(color)}">{escape(text)}</text>')
+
+    def note(self, text):
+        """Text under the plot (wrapped to the frame's width), for what the figure cannot show."""
+        self._notes += textwrap.wrap(text, width=max(20, int(self.width / _CHAR_WIDTH)))
+
+    def svg(self):
+        """The figure as an inline ``<svg>`` element (``Markup``: safe to put in the page)."""
+        axes_bottom = self.top + self.height
+        below = axes_bottom + 20 + (16 if self.x.label else 0)
+        legend, below = self._legend_rows(below)
+        notes = []
+        for text in self._notes:
+            below += 16
+            notes.append(f'<text x="{self.left}" y="{below}" class="note">{escape(text)}</text>')
+        total_w, total_h = self.left + self.width + 16, below + 8
+        clip = f"clip-{escape(self.key)}"
+        parts = [
+            f'<svg viewBox="0 0 {total_w} {total_h}" width="{total_w}"'
+            f' height="{total_h}" role="img" class="plot" font-size="11" font-family="system-ui, sans-serif">',
+            f"<title>{escape(self.title or self.key)}</title>",
+            f'<clipPath id="{clip}"><rect x="{self.left}" y="{self.top}" width="{self.width}" height="{self.height}"/></clipPath>',
+            f'<rect x="{self.left}" y="{self.top}" width="{self.width}" height="{self.height}" fill="#fff" stroke="#999"/>',
+            *self._axis_marks(),
+            f'<g clip-path="url(#{clip})">{"".join(self._marks)}</g>',
+            *self._overlays,
+            *legend,
+            *notes,
+        ]
+        if self.title:
+            parts.append(f'<text x="{self.left}" y="18" font-size="13" font-weight="600">{escape(self.title)}</text>')
+        parts.append("</svg>")
+        return Markup("".join(parts))
+
+    def _axis_marks(self):
+        marks, bottom = [], self.top + self.height
+        for value, text in self.x.ticks():
+            fx = self.x.fraction(value)
+            if fx is not None and -1e-9 <= fx <= 1 + 1e-9:
+                px = _n(self.left + fx * self.width)
+                marks.append(f'<line x1="{px}" y1="{self.top}" x2="{px}" y2="{bottom}" class="grid"/>')
+                marks.append(f'<text x="{px}" y="{bottom + 14}" text-anchor="middle">{text}</text>')
+        for value, text in self.y.ticks():
+            fy = self.y.fraction(value)
+            if fy is not None and -1e-9 <= fy <= 1 + 1e-9:
+                py = _n(self.top + (1 - fy) * self.height)
+                marks.append(f'<line x1="{self.left}" y1="{py}" x2="{self.left + self.width}" y2="{py}" class="grid"/>')
+                marks.append(f'<text x="{self.left - 5}" y="{py}" dy="0.32em" text-anchor="end">{text}</text>')
+        if self.x.label:
+            marks.append(
+                f'<text x="{_n(self.left + self.width / 2)}" y="{bottom + 32}" text-anchor="middle">{escape(self.x.label)}</text>'
+            )
+        if self.y.label:
+            cy = _n(self.top + self.height / 2)
+            marks.append(f'<text transform="translate(12 {cy}) rotate(-90)" text-anchor="middle">{escape(self.y.label)}</text>')
+        return marks
+
+    def _legend_rows(self, y):
+        """Legend entries laid out left to right under the axes, wrapping at the frame's width."""
+        if not self._legend:
+            return [], y
+        parts, x, y = [], self.left, y + 18
+        for color, text, kind in self._legend:
+            width = 26 + _CHAR_WIDTH * len(text)
+            if x + width > self.left + self.width and x > self.left:
+                x, y = self.left, y + 16
+            c = escape(color)
+            swatch = (
+                f'<line x1="{x}" y1="{y - 4}" x2="{x + 16}" y2="{y - 4}" stroke="{c}" stroke-width="2"/>'
+                if kind == "line"
+                else f'<circle cx="{x + 8}" cy="{y - 4}" r="3.5" fill="{c}"/>'
+            )
+            parts.append(f'{swatch}<text x="{x + 21}" y="{y}">{escape(text)}</text>')
+            x += width + 12
+        return parts, y
