@@ -137,7 +137,9 @@ class HighPrecisionPhi:
         base = self.base[i]
         flat = base.reshape(-1)
         idx = range(flat.size) if indices is None else indices
-        extra = np.ceil(np.log10(np.maximum(input_scale / scales, 1.0))).astype(int) + extra_digits
+        # In logarithms: the ratio of a normal scale to a subnormal element overflows.
+        orders = np.log10(input_scale) - np.log10(np.asarray(scales, dtype=np.float64))
+        extra = np.ceil(np.clip(orders, 0.0, MAX_EXTRA_DIGITS)).astype(int) + extra_digits
         rows = []
         for k in idx:
 

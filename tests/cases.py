@@ -332,5 +332,6 @@ AWKWARD = [
     Case("square at exactly 0", lambda x: x * x, lambda v, x: (2 * v * x,), lambda rng: (np.array([0.0, 0.0, 1e-200, -3.0]),)),
     Case("sqrt near the edge of its domain", lambda x: _ns(x).sqrt(x), lambda v, x: (v * 0.5 / _ns(x).sqrt(x),), lambda rng: (np.array([1e-10, 4.0, 0.25]),)),
     Case("linear layer, batch size 1", linear, lambda v, x, w, b: (v @ w.T, x.T @ v, _ns(x).sum(v, axis=0)), _linear_inputs(1, 4, 3)),
+    Case("a polynomial at a subnormal element", lambda x: x * x + 3.0 * x, lambda v, x: (v * (2.0 * x + 3.0),), lambda rng: (np.array([1.7436e-320, 0.5, -2.0]),)),
     Case("tanh of mixed scales", tanh, lambda v, x: (v * (1 - _ns(x).tanh(x) ** 2),), lambda rng: (np.array([1e-8, -3.0, 20.0, 0.5]),)),
 ]

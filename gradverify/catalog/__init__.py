@@ -86,4 +86,4 @@ def get(name):
         raise InvalidArgument(f"no op named {name!r} in the catalog{hint}") from None
 
 
-from gradverify.catalog import initializers, layers, losses, optimizers, preprocessing, schedules  # noqa: E402,F401  (registers the ops)
+from gradverify.catalog import initializers, layers, losses, optimizers, preprocessing, regularizers, schedules  # noqa: E402,F401  (registers the ops)

@@ -3,11 +3,11 @@
 import numpy as np
 from hypothesis import strategies as st
 
-from gradverify._backend import device_of, namespace_of
+from gradverify._backend import device_of, namespace_of, to_numpy
 from gradverify._errors import InvalidArgument
 from gradverify.catalog import Example, Op, register
-from gradverify.catalog.layers import log_softmax_forward
-from gradverify.strategies import float_arrays
+from gradverify.catalog.layers import log_softmax_forward, sigmoid_forward
+from gradverify.strategies import float_arrays, shapes
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -110,6 +110,79 @@ def l1_backward(dout, cache, *, xp=None):
     return g, -g
 
 
+def softmax_cross_entropy_probs_forward(logits, targets, /, *, reduction="mean", xp=None):
+    """Cross-entropy of ``softmax(logits)`` against probability targets (soft labels).
+
+    Parameters
+    ----------
+    logits : array (n, c)
+        Unnormalized scores; never probabilities.
+    targets : array (n, c)
+        Probabilities: each row non-negative and summing to 1 (one-hot rows included).
+    reduction : {"mean", "sum", "none"}
+        Mean or sum over the n examples, or the per-example losses (n,).
+
+    Notes
+    -----
+    ``loss_i = -sum_c targets_ic log_softmax(logits_i)_c``, with the log-sum-exp taken after
+    subtracting the row maximum (no ``eps`` inside a ``log``; a zero target contributes 0).
+    Both inputs are differentiated, with ``p = softmax(logits)``:
+
+    ``dlogits_i = p_i sum_c targets_ic - targets_i``, which is ``p_i - targets_i`` on rows
+    that sum to 1 (the general form is the derivative of the formula for any targets, so
+    it stays exact where a float row sums to 1 only up to rounding), and
+    ``dtargets_i = -log_softmax(logits_i)``; both divided by n for the mean.
+    """
+    xp = xp or namespace_of(logits, targets)
+    logp, _ = log_softmax_forward(logits, axis=-1, xp=xp)
+    per_example = -xp.sum(targets * logp, axis=-1)
+    return _reduce(per_example, reduction, xp), (logp, targets, reduction)
+
+
+def softmax_cross_entropy_probs_backward(dout, cache, *, xp=None):
+    logp, targets, reduction = cache
+    xp = xp or namespace_of(logp, targets)
+    scale = _scale_for(dout, reduction, logp.shape[0], xp)
+    mass = xp.sum(targets, axis=-1, keepdims=True)
+    return scale * (xp.exp(logp) * mass - targets), -scale * logp
+
+
+def sigmoid_binary_cross_entropy_forward(logits, targets, /, *, reduction="mean", xp=None):
+    """Binary cross-entropy of ``sigmoid(logits)`` against targets in [0, 1], on logits.
+
+    Parameters
+    ----------
+    logits : array (any shape)
+        Unnormalized scores ``z``; never probabilities.
+    targets : array like logits
+        Probabilities ``y`` in [0, 1] (hard 0/1 labels or soft ones).
+    reduction : {"mean", "sum", "none"}
+        Mean or sum over every element, or the elementwise losses.
+
+    Notes
+    -----
+    ``loss = -y log sigmoid(z) - (1 - y) log(1 - sigmoid(z))``, evaluated in the stable form
+    ``max(z, 0) - z y + log1p(exp(-|z|))``: no exponential overflows and no ``eps`` inside a
+    ``log``. Both inputs are differentiated: ``dz = sigmoid(z) - y`` and ``dy = -z`` (the
+    loss is linear in ``y``), divided by the number of elements for the mean.
+
+    The function is smooth everywhere: at ``z = 0`` the kinks of ``max(z, 0)`` (slopes 0
+    and 1) and of ``log1p(exp(-|z|))`` (slopes 1/2 and -1/2) cancel, both sides give 1/2.
+    """
+    xp = xp or namespace_of(logits, targets)
+    elementwise = xp.maximum(logits, 0.0) - logits * targets + xp.log1p(xp.exp(-xp.abs(logits)))
+    return _reduce(elementwise, reduction, xp), (logits, targets, reduction)
+
+
+def sigmoid_binary_cross_entropy_backward(dout, cache, *, xp=None):
+    logits, targets, reduction = cache
+    xp = xp or namespace_of(logits, targets)
+    size = int(np.prod(logits.shape))
+    scale = dout / size if reduction == "mean" else dout
+    s, _ = sigmoid_forward(logits, xp=xp)
+    return scale * (s - targets), -scale * logits
+
+
 # -- example strategies ------------------------------------------------------------------
 
 
@@ -130,6 +203,71 @@ def _pair_examples(draw, ties):
     return Example((pred, target), {"reduction": draw(st.sampled_from(REDUCTIONS))})
 
 
-register(Op("softmax_cross_entropy", "loss", softmax_cross_entropy_forward, softmax_cross_entropy_backward, _ce_examples, "softmax cross-entropy on logits with integer labels", wrt=(0,), reference="softmax_cross_entropy"))
-register(Op("mse", "loss", mse_forward, mse_backward, lambda: _pair_examples(ties=False), "mean squared error (L2 loss)", reference="mse"))
+@st.composite
+def _prob_target_examples(draw):
+    n, c = draw(st.integers(1, 5)), draw(st.integers(2, 6))
+    logits = draw(float_arrays((n, c), scale=draw(st.sampled_from([1.0, 10.0, 300.0]))))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["soft", "onehot", "uniform", "sparse"]))
+    if kind == "onehot":
+        targets = np.eye(c)[rng.integers(0, c, size=n)]
+    elif kind == "uniform":
+        targets = np.full((n, c), 1.0 / c)
+    else:
+        targets = rng.random((n, c))
+        if kind == "sparse":
+            targets[rng.random((n, c)) < 0.5] = 0.0
+            targets[np.arange(n), rng.integers(0, c, size=n)] += 0.5  # no row is all zeros
+        targets /= targets.sum(axis=-1, keepdims=True)
+    return Example((logits, targets), {"reduction": draw(st.sampled_from(REDUCTIONS))})
+
+
+@st.composite
+def _binary_examples(draw):
+    shape = draw(shapes(max_dims=2))
+    logits = draw(float_arrays(shape, scale=draw(st.sampled_from([1.0, 10.0, 100.0, 1e-3]))))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if draw(st.booleans()):
+        targets = rng.integers(0, 2, size=shape).astype(np.float64)  # hard labels
+    else:
+        targets = rng.random(shape)
+    if draw(st.booleans()):
+        logits.reshape(-1)[0] = 0.0  # where max(z, 0) and |z| have their (cancelling) kinks
+    return Example((logits, targets), {"reduction": draw(st.sampled_from(REDUCTIONS))})
+
+
+def _per_example_gradient_property(forward, backward, wrt):
+    """The batch gradient is the mean (or sum) of the single-example gradients, row by row.
+
+    For ``reduction="mean"`` the gradient of the batch loss with respect to row i is the
+    gradient of example i alone divided by n; for ``"sum"`` it is that gradient itself.
+    """
+
+    def check(example, xp):
+        reduction = example.params.get("reduction", "mean")
+        if reduction == "none":
+            return
+        inputs = example.inputs
+        n = inputs[0].shape[0]
+        one = xp.asarray(1.0)
+        _, cache = forward(*(xp.asarray(a) for a in inputs), reduction=reduction)
+        batch = backward(one, cache)
+        rows = []
+        for i in range(n):
+            _, cache_i = forward(*(xp.asarray(a[i : i + 1]) for a in inputs), reduction=reduction)
+            rows.append(backward(one, cache_i))
+        for k in wrt:
+            got = np.asarray(to_numpy(batch[k]), dtype=np.float64)
+            stacked = np.concatenate([np.asarray(to_numpy(r[k]), dtype=np.float64) for r in rows], axis=0)
+            want = stacked / n if reduction == "mean" else stacked
+            tol = 1e-14 * np.max(np.abs(want), initial=0.0) + 1e-300
+            assert np.all(np.abs(got - want) <= tol), f"input {k}: the batch gradient is not the {reduction} of the per-example gradients (max diff {np.max(np.abs(got - want)):.3g})"
+
+    return check
+
+
+register(Op("softmax_cross_entropy", "loss", softmax_cross_entropy_forward, softmax_cross_entropy_backward, _ce_examples, "softmax cross-entropy on logits with integer labels", wrt=(0,), reference="softmax_cross_entropy", properties=_per_example_gradient_property(softmax_cross_entropy_forward, softmax_cross_entropy_backward, (0,))))
+register(Op("mse", "loss", mse_forward, mse_backward, lambda: _pair_examples(ties=False), "mean squared error (L2 loss)", reference="mse", properties=_per_example_gradient_property(mse_forward, mse_backward, (0, 1))))
 register(Op("l1", "loss", l1_forward, l1_backward, lambda: _pair_examples(ties=True), "mean absolute error (L1 loss)", kinks=("pred = target",), reference="l1"))
+register(Op("softmax_cross_entropy_probs", "loss", softmax_cross_entropy_probs_forward, softmax_cross_entropy_probs_backward, _prob_target_examples, "softmax cross-entropy on logits with probability targets", reference="softmax_cross_entropy_probs", properties=_per_example_gradient_property(softmax_cross_entropy_probs_forward, softmax_cross_entropy_probs_backward, (0, 1))))
+register(Op("sigmoid_binary_cross_entropy", "loss", sigmoid_binary_cross_entropy_forward, sigmoid_binary_cross_entropy_backward, _binary_examples, "binary cross-entropy on logits (sigmoid), targets in [0, 1]", reference="sigmoid_binary_cross_entropy", properties=_per_example_gradient_property(sigmoid_binary_cross_entropy_forward, sigmoid_binary_cross_entropy_backward, (0, 1))))
