@@ -1,8 +1,10 @@
 """Backends for the project's own tests, Hypothesis profiles, and mpmath hygiene.
 
-``GRADVERIFY_BACKENDS`` (comma-separated: numpy, strict, cupy; default numpy,strict) picks
-the array libraries the ``xp`` fixture runs over. Asking for one that is not there is a
-usage error, never a skip: a "GPU" run that skips everything would pass while proving nothing.
+The ``xp`` fixture comes from gradverify's pytest plugin (``gradverify.pytest_plugin``):
+``--gradverify-backends`` or ``GRADVERIFY_BACKENDS`` (comma-separated: numpy, strict, cupy)
+picks the array libraries it runs over; here the default is numpy,strict (the plugin's own
+default, for users, is numpy). Asking for one that is not there is a usage error, never a
+skip: a "GPU" run that skips everything would pass while proving nothing.
 """
 
 import os
@@ -12,8 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from gradverify import InvalidArgument
-from gradverify._backend import BACKENDS, load_backend
+PROJECT_BACKENDS = "numpy,strict"
 
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile(
@@ -24,34 +25,11 @@ if not os.environ.get("CI"):
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
-def _requested_backends():
-    raw = os.environ.get("GRADVERIFY_BACKENDS", "numpy,strict")
-    names = [b.strip() for b in raw.split(",") if b.strip()]
-    unknown = [b for b in names if b not in BACKENDS]
-    if unknown or not names:
-        raise pytest.UsageError(f"GRADVERIFY_BACKENDS={raw!r}: choose from {', '.join(BACKENDS)}")
-    return names
-
-
-def _load_backend(name):
-    try:
-        return load_backend(name)
-    except InvalidArgument as exc:
-        raise pytest.UsageError(str(exc)) from exc
-
-
-SELECTED = _requested_backends()
-
-
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    for name in SELECTED:
-        _load_backend(name)
-
-
-@pytest.fixture(params=[pytest.param(b, marks=pytest.mark.gpu if b == "cupy" else ()) for b in SELECTED])
-def xp(request):
-    """The array namespace of one selected backend."""
-    return _load_backend(request.param)
+    """Default the plugin's backends to numpy,strict unless the command line or the environment chose."""
+    if config.getoption("gradverify_backends") is None and not os.environ.get("GRADVERIFY_BACKENDS", "").strip():
+        config.option.gradverify_backends = PROJECT_BACKENDS
 
 
 @pytest.fixture(autouse=True)
