@@ -244,7 +244,7 @@ def _float_arrays(draw, shape, scale, specials, positive, bound=None):
             elif kind == "tiny":
                 flat[k] *= 1e-8
     if positive:
-        x = np.abs(x)
+        x = np.asarray(np.abs(x))  # np.abs of a 0-d array is a scalar, which cannot be assigned into
         x[x == 0] = scale
     if bound is not None:
         outside = np.abs(x) > bound

@@ -172,6 +172,8 @@ def test_positive_arrays_are_positive(xp, data):
     s = strategies_for(xp)
     assert np.all(host(data.draw(s.positive_arrays())) > 0)
     assert np.all(host(data.draw(s.positive_arrays((4,), min_value=0.25))) >= 0.25)
+    scalar = host(data.draw(s.positive_arrays(())))  # 0-d: np.abs makes it a scalar on the way
+    assert scalar.shape == () and scalar > 0
 
 
 @settings(max_examples=30)
