@@ -257,7 +257,8 @@ def _float_arrays(draw, shape, scale, specials, positive, bound=None):
     return x
 
 
-# Optimizer hyperparameters, named as in gradverify.catalog.optimizers. Each value starts at
+# Optimizer hyperparameters, named as in gradverify.catalog.optimizers (whose examples draw
+# from here). Each value starts at
 # (and shrinks to) a common textbook choice, then ranges over the valid interval.
 _LR = st.one_of(st.sampled_from([0.1, 1e-3, 0.01, 1.0]), st.floats(1e-5, 1.0))
 _DECAY = st.one_of(st.sampled_from([0.9, 0.0, 0.5, 0.99, 0.999]), st.floats(0.0, 0.999))
@@ -294,7 +295,7 @@ def hyperparameters(optimizer, **fixed):
 
     ``fixed`` pins a hyperparameter to a value or draws it from your strategy instead:
     ``hyperparameters("adam", lr=1e-3, beta2=st.floats(0.9, 0.999))``. The names follow
-    :data:`OPTIMIZERS` (those of :mod:`gradverify.catalog.optimizers`): ``lr`` in (0, 1],
+    :data:`OPTIMIZERS` (also the home of the ranges :mod:`gradverify.catalog.optimizers` draws its examples from): ``lr`` in (0, 1],
     decays ``momentum``, ``rho``, ``beta1``, ``beta2`` in [0, 1), ``eps`` from 1e-8 to
     1e-3, ``weight_decay`` in [0, 1], the step count ``t`` (from 1 for Adam).
 

@@ -56,7 +56,7 @@ from hypothesis import strategies as st
 from gradverify._backend import namespace_of, to_numpy
 from gradverify._errors import InvalidArgument
 from gradverify.catalog import Example, Op, register
-from gradverify.strategies import float_arrays, shapes
+from gradverify.strategies import OPTIMIZERS, float_arrays, hyperparameters, shapes
 
 __all__ = [
     "STATE_KEYS",
@@ -559,24 +559,15 @@ SQUARED_STATES = ("sum_sq", "mean_sq", "s")
 # small: up to 16 elements per array for SGD, 10 with one state, 8 for Adam's two.
 MAX_ELEMENTS = 32
 
-LEARNING_RATES = st.one_of(st.sampled_from([1e-3, 0.01, 0.1, 1.0]), st.floats(1e-3, 1.0))
-# mu, rho, beta: exactly 0 (the degenerate case) or at least 0.01, so that a decayed state
-# never underflows to 0 while the drawn gradient is 0.
-DECAYS = st.one_of(st.sampled_from([0.0, 0.5, 0.9, 0.99, 0.999]), st.floats(0.01, 0.999))
-EPSILONS = st.sampled_from([1e-8, 1e-6, 1e-4, 1e-3])
-WEIGHT_DECAYS = st.one_of(st.sampled_from([0.0, 1e-4, 0.01, 0.1]), st.floats(0.0, 1.0))
+# The names and valid ranges of the hyperparameters live in gradverify.strategies; the
+# examples narrow the decays (mu, rho, beta) to exactly 0 (the degenerate case) or at
+# least 0.01, so that a decayed state never underflows to 0 while the drawn gradient is 0.
+EXAMPLE_DECAYS = st.one_of(st.sampled_from([0.0, 0.5, 0.9, 0.99, 0.999]), st.floats(0.01, 0.999))
 
-HYPERPARAMETERS = {
-    "sgd": {"lr": LEARNING_RATES},
-    "momentum": {"lr": LEARNING_RATES, "momentum": DECAYS},
-    "nesterov": {"lr": LEARNING_RATES, "momentum": DECAYS},
-    "adagrad": {"lr": LEARNING_RATES, "eps": EPSILONS},
-    "adagrad_rms": {"lr": LEARNING_RATES, "t": st.integers(0, 10), "eps": EPSILONS},
-    "rmsprop": {"lr": LEARNING_RATES, "rho": DECAYS, "eps": EPSILONS},
-    "adam": {"lr": LEARNING_RATES, "t": st.integers(1, 10), "beta1": DECAYS, "beta2": DECAYS, "eps": EPSILONS, "bias_correction": st.booleans()},
-    "sgd_weight_decay": {"lr": LEARNING_RATES, "weight_decay": WEIGHT_DECAYS},
-}
-HYPERPARAMETERS["adamw"] = {**HYPERPARAMETERS["adam"], "weight_decay": WEIGHT_DECAYS}
+
+def _example_hyperparameters(name):
+    decays = {k: EXAMPLE_DECAYS for k in ("momentum", "rho", "beta1", "beta2") if k in OPTIMIZERS[name]}
+    return hyperparameters(name, **decays)
 
 
 def _squared_state_can_vanish(params):
@@ -596,7 +587,7 @@ def _squared_state_can_vanish(params):
 @st.composite
 def _optimizer_examples(draw, name):
     keys = STATE_KEYS[name]
-    params = {k: draw(s) for k, s in HYPERPARAMETERS[name].items()}
+    params = draw(_example_hyperparameters(name))
     limit = MAX_ELEMENTS // (2 + len(keys))
     shape = draw(shapes(min_dims=1, max_dims=2, max_side=4).filter(lambda s: math.prod(s) <= limit))
     g_scale = 10.0 ** draw(st.integers(-3, 3))
