@@ -766,7 +766,8 @@ def taylor_order(f, grad_f, x, d, *, hess_f=None, steps=None, dps=DEFAULT_DPS):
 
     ``r(h) = f(x + h d) - f(x) - h gᵀd`` (``- h²/2 dᵀHd`` when ``hess_f`` is given) over
     ``steps`` (default ``0.1 * rms(x) / max|d| * 2**-k`` for ``k = 0..7``); the order is the
-    least-squares slope of ``log|r|`` against ``log h``: 2 for a right gradient, 3 for a right
+    least-squares slope of ``log|r|`` against ``log h`` over the finer half of the steps
+    (at least three; steps where ``|r|`` is at rounding level are left out): 2 for a right gradient, 3 for a right
     Hessian, 1 (resp. 2) when the gradient (resp. Hessian) is wrong. ``f`` is evaluated on
     mpmath arrays at ``dps`` digits where it can run there, so that rounding does not
     flatten the curve at small ``h``; otherwise in float64 (noted).
@@ -840,5 +841,10 @@ def taylor_order(f, grad_f, x, d, *, hess_f=None, steps=None, dps=DEFAULT_DPS):
     usable = rs > noise
     if usable.sum() < 2:
         return TaylorOrder(order=math.inf, expected=expected, passed=True, exact=True, table=rows, high_precision=high, note=note)
-    order = float(np.polyfit(np.log(hs[usable]), np.log(rs[usable]), 1)[0])
+    # The asymptotic regime is at the small steps: fit the finer half of the usable ones
+    # (at least three), so that a sign change of r at large h (a wrong gradient's h-term
+    # overtaking the curvature) does not bend the fit.
+    idx = np.flatnonzero(usable)
+    tail = idx[-max(3, idx.size // 2):] if idx.size >= 3 else idx
+    order = float(np.polyfit(np.log(hs[tail]), np.log(rs[tail]), 1)[0])
     return TaylorOrder(order=order, expected=expected, passed=order >= expected - 0.5, exact=False, table=rows, high_precision=high, note=note)

@@ -258,8 +258,8 @@ def _float_arrays(draw, shape, scale, specials, positive, bound=None):
 
 
 # Optimizer hyperparameters, named as in gradverify.catalog.optimizers (whose examples draw
-# from here). Each value starts at
-# (and shrinks to) a common textbook choice, then ranges over the valid interval.
+# from here). Each value starts at (and shrinks to) a common textbook choice, then ranges
+# over the valid interval.
 _LR = st.one_of(st.sampled_from([0.1, 1e-3, 0.01, 1.0]), st.floats(1e-5, 1.0))
 _DECAY = st.one_of(st.sampled_from([0.9, 0.0, 0.5, 0.99, 0.999]), st.floats(0.0, 0.999))
 _EPS = st.sampled_from([1e-8, 1e-6, 1e-4, 1e-3])
