@@ -59,7 +59,7 @@ def test_run_json_schema(tmp_path):
     for key in ("rel_analytic_numerical", "rel_analytic_truth", "rel_numerical_truth"):
         assert len(op[key]) == op["examples"] and all(isinstance(v, float) for v in op[key])
     assert op["failure"] is None and op["blame"] in ("numerical", None)
-    assert set(run["figures"]) == {"fd_steps", "trajectories", "activations"}
+    assert set(run["figures"]) == {"fd_steps", "trajectories", "activations", "critical_points"}
 
 
 def test_defaults_write_under_reports_latest(tmp_path, monkeypatch):

@@ -121,6 +121,8 @@ def _evil_run(run):
     evil["figures"]["fd_steps"]["curves"][0]["op"] = EVIL
     evil["figures"]["trajectories"]["problems"][0]["title"] = EVIL
     evil["figures"]["trajectories"]["notes"] = [EVIL]
+    point = evil["figures"]["critical_points"]["points"][0]
+    point.update(title=EVIL, function=EVIL, point=EVIL, verdict=EVIL, note=EVIL)
     result = gradverify.check_grad(lambda x: np.sum(x**2), lambda x: 3 * x, np.array([1.0, -2.0]), name=EVIL).to_dict()
     evil["checks"] = [{"test": f"tests/test_x.py::test_{EVIL}", "result": result, "reproduce": EVIL}]
     return evil
@@ -202,6 +204,99 @@ def test_trajectories_without_the_optimizers_module_leave_a_note(monkeypatch, ru
 def test_a_figure_that_failed_is_a_note(run):
     page = render_html({**run, "figures": {"fd_steps": {"error": "ZeroDivisionError: boom"}}})
     assert "this figure could not be computed: ZeroDivisionError: boom" in page
+
+
+# -- critical points -------------------------------------------------------------------------
+
+
+def _critical_articles(page):
+    """``{key: html}`` of each critical point's article in the page."""
+    section = page[page.index('<section id="critical-points"') :]
+    section = section[: section.index("</section>")]
+    parts = section.split('<article class="critical" id="critical-')[1:]
+    return {part[: part.index('"')]: part for part in parts}
+
+
+def test_critical_points_section_shows_the_verdicts(saved_run, run):
+    points = {p["key"]: p for p in run["figures"]["critical_points"]["points"]}
+    verdicts = {key: p["verdict"] for key, p in points.items()}
+    assert verdicts == {
+        "two-weight-origin": "saddle",
+        "two-weight-one": "degenerate",  # eigenvalues 0 and 4: flat along the valley w1 w2 = 1
+        "linear-network-origin": "saddle",
+        "convex-quadratic": "local minimum",
+    }
+    assert points["two-weight-origin"]["eigenvalues"] == pytest.approx([-2.0, 2.0])
+    assert points["two-weight-one"]["eigenvalues"] == pytest.approx([0.0, 4.0], abs=1e-6)
+    assert all(p["critical"] and p["grad_norm"] <= p["gtol"] for p in points.values())
+    page = saved_run[1].read_text()
+    assert '<h2>Critical points</h2>' in page
+    articles = _critical_articles(page)
+    assert set(articles) == set(points)
+    for key, html in articles.items():
+        assert f'<span class="badge verdict">{verdicts[key]}</span>' in html
+    assert "within etol of zero" in articles["two-weight-one"]  # classify's own note
+    assert "Escape step" in articles["two-weight-origin"] and "Escape step" not in articles["convex-quadratic"]
+
+
+def test_the_eigenvalue_chart_has_one_bar_per_eigenvalue(run):
+    points = {p["key"]: p for p in run["figures"]["critical_points"]["points"]}
+    articles = _critical_articles(render_html(run))
+    for key, p in points.items():
+        html = articles[key]
+        svg = html[html.index("<svg") : html.index("</svg>")]
+        lam = np.array(p["eigenvalues"])
+        assert svg.count('class="eigenvalue"') == lam.size
+        negative = int(np.sum(lam < -p["etol"]))
+        assert svg.count('fill="#D55E00"><title>λ') == negative  # negative ones in their own colour
+        assert svg.count('fill="#0072B2"><title>λ') == int(np.sum(lam > p["etol"]))
+        assert 'stroke="#333333" stroke-dasharray="none"' in svg  # the zero line
+    assert int(np.sum(np.array(points["linear-network-origin"]["eigenvalues"]) < 0)) == 4
+
+
+def test_the_saddle_escape_step_lowers_f_by_half_lambda_h_squared(run):
+    points = {p["key"]: p for p in run["figures"]["critical_points"]["points"]}
+    for key in ("two-weight-origin", "linear-network-origin"):
+        escape = points[key]["escape"]
+        lam = escape["eigenvalue"]
+        assert lam == pytest.approx(min(points[key]["eigenvalues"])) and lam < 0
+        assert np.linalg.norm(escape["direction"]) == pytest.approx(1.0)
+        rows = np.array(escape["rows"])
+        h, actual, predicted = rows.T
+        assert np.all(actual < 0) and np.all(np.diff(np.abs(actual)) < 0)  # f falls, less for smaller h
+        assert predicted == pytest.approx(0.5 * lam * h**2)
+        ratio = actual / predicted
+        assert np.all(np.abs(ratio - 1) < 0.1)
+        assert abs(ratio[-1] - 1) <= abs(ratio[0] - 1) + 1e-9  # closer to ½ λ h² as h shrinks
+    for point in points.values():
+        if point["verdict"] != "saddle":
+            assert point["escape"] is None
+    table = _critical_articles(render_html(run))["two-weight-origin"]
+    table = table[table.index('<table class="escape">') :]
+    assert "<th>½ λ h²</th>" in table and "-0.009975" in table and "-0.01<" in table
+
+
+def test_critical_points_degrade_to_notes(monkeypatch, run):
+    import array_api_compat.numpy as xp
+
+    from gradverify import critical
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no Hessian today")
+
+    monkeypatch.setattr(critical, "classify", broken)
+    data = compute_figures(xp)["critical_points"]
+    assert all(p["error"] == "RuntimeError: no Hessian today" for p in data["points"])
+    page = render_html({**run, "figures": {"critical_points": data}})
+    assert page.count("classify failed here: RuntimeError: no Hessian today") == len(data["points"])
+    assert 'class="eigenvalue"' not in page
+
+    monkeypatch.setitem(sys.modules, "gradverify.critical", None)  # import -> ImportError
+    monkeypatch.delattr(gradverify, "critical", raising=False)
+    data = compute_figures(xp)["critical_points"]
+    assert data["error"].startswith("ModuleNotFoundError: import of gradverify.critical halted")
+    page = render_html({**run, "figures": {"critical_points": data}})
+    assert '<h2>Critical points</h2>' in page and "the critical points could not be classified: ModuleNotFoundError" in page
 
 
 def test_svg_helper_axes_and_escaping():

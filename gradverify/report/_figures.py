@@ -39,11 +39,11 @@ def compute_figures(xp):
     Returns
     -------
     dict
-        ``{"fd_steps": ..., "trajectories": ..., "activations": ...}``, JSON-safe; an entry
-        that could not be computed is ``{"error": message}``.
+        ``{"fd_steps": ..., "trajectories": ..., "activations": ..., "critical_points": ...}``,
+        JSON-safe; an entry that could not be computed is ``{"error": message}``.
     """
     figures = {}
-    for key, compute in (("fd_steps", fd_steps), ("trajectories", trajectories), ("activations", activations)):
+    for key, compute in (("fd_steps", fd_steps), ("trajectories", trajectories), ("activations", activations), ("critical_points", critical_points)):
         try:
             figures[key] = compute(xp)
         except Exception as exc:  # an illustration must never fail the verification run
@@ -232,3 +232,111 @@ def activations(xp):
         (dx,) = op.backward(xp.ones_like(xp.asarray(x)), cache)
         curves.append({"op": name, "derivative": to_numpy(dx).astype(float).tolist()})
     return {"x": x.tolist(), "curves": curves}
+
+
+# -- critical points of small networks' losses ------------------------------------------------
+
+
+def _two_weight(w):
+    return (1.0 - w[0] * w[1]) ** 2
+
+
+def _two_weight_grad(w):
+    r = 1.0 - w[0] * w[1]
+    return np.array([-2.0 * w[1] * r, -2.0 * w[0] * r])
+
+
+# A linear network 2 -> 2 -> 2 on three fixed samples (columns), weights flattened as (W1, W2).
+_LIN_X = np.array([[1.0, 0.5, -0.3], [0.2, -1.0, 0.8]])
+_LIN_Y = np.array([[0.6, -0.4, 0.3], [1.0, 0.2, -0.5]])
+_LIN_HIDDEN = 2
+
+
+def _linear_split(w):
+    d, o, h = _LIN_X.shape[0], _LIN_Y.shape[0], _LIN_HIDDEN
+    return w[: h * d].reshape(h, d), w[h * d :].reshape(o, h)
+
+
+def _linear_loss(w):
+    W1, W2 = _linear_split(w)
+    R = W2 @ W1 @ _LIN_X - _LIN_Y
+    return 0.5 * np.sum(R * R)
+
+
+def _linear_grad(w):
+    W1, W2 = _linear_split(w)
+    R = W2 @ W1 @ _LIN_X - _LIN_Y
+    return np.concatenate([(W2.T @ R @ _LIN_X.T).reshape(-1), (R @ (W1 @ _LIN_X).T).reshape(-1)])
+
+
+_QUAD_A = np.array([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 1.0]])
+_QUAD_B = np.array([1.0, -2.0, 0.5])
+
+
+def _quadratic(x):
+    return 0.5 * x @ _QUAD_A @ x + _QUAD_B @ x
+
+
+def _quadratic_grad(x):
+    return _QUAD_A @ x + _QUAD_B
+
+
+def _critical_cases():
+    """(key, title, formula, point text, f, grad_f, x) for each point classified."""
+    return (
+        ("two-weight-origin", "scalar two-weight network at the origin", "L(w₁, w₂) = (1 − w₁ w₂)²", "(w₁, w₂) = (0, 0)", _two_weight, _two_weight_grad, np.zeros(2)),
+        ("two-weight-one", "scalar two-weight network at w₁ = w₂ = 1", "L(w₁, w₂) = (1 − w₁ w₂)²", "(w₁, w₂) = (1, 1), on the valley w₁ w₂ = 1", _two_weight, _two_weight_grad, np.ones(2)),
+        (
+            "linear-network-origin",
+            "linear two-layer network (2 → 2 → 2) at zero weights",
+            "L(W₁, W₂) = ½ ‖W₂ W₁ X − Y‖² with fixed X, Y (2 × 3)",
+            "W₁ = 0, W₂ = 0 (8 weights)",
+            _linear_loss,
+            _linear_grad,
+            np.zeros(2 * _LIN_HIDDEN * 2),
+        ),
+        ("convex-quadratic", "convex quadratic at its minimizer", "f(x) = ½ xᵀA x + bᵀx, A symmetric positive definite (3 × 3)", "x = −A⁻¹b", _quadratic, _quadratic_grad, -np.linalg.solve(_QUAD_A, _QUAD_B)),
+    )
+
+
+def critical_points(xp):
+    """Critical points of small networks' losses classified by :func:`gradverify.critical.classify`.
+
+    The gradient norm, the Hessian's eigenvalues (finite differences of the gradient, in
+    float64 on the host: ``classify`` works there whatever the backend) and the verdict as
+    ``classify`` gives it; for a saddle, the escape direction's demonstration rows
+    ``(h, f(x + h d) - f(x), ½ λ h²)``. A point that ``classify`` cannot handle is kept
+    as ``{"key", "title", "error"}``.
+    """
+    from gradverify import critical  # inside: a missing or broken module is this figure's error only
+
+    points = []
+    for key, title, formula, where, f, grad_f, x in _critical_cases():
+        base = {"key": key, "title": title, "function": formula, "point": where}
+        try:
+            c = critical.classify(f, grad_f, x)
+        except Exception as exc:  # one point failing must not hide the others
+            points.append({**base, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        escape = None
+        if c.escape_direction is not None:
+            escape = {
+                "eigenvalue": float(c.escape_eigenvalue),
+                "direction": [float(v) for v in np.asarray(c.escape_direction).reshape(-1)],
+                "rows": [[float(h), float(a), float(p)] for h, a, p in c.demonstration],
+            }
+        points.append(
+            {
+                **base,
+                "verdict": c.verdict,
+                "critical": bool(c.critical),
+                "grad_norm": float(c.grad_norm),
+                "gtol": float(c.gtol),
+                "etol": float(c.etol),
+                "hessian_error": float(c.hessian_error),
+                "eigenvalues": [float(v) for v in c.eigenvalues],
+                "note": c.note,
+                "escape": escape,
+            }
+        )
+    return {"points": points}

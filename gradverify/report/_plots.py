@@ -121,6 +121,42 @@ def activations(data):
     return fig.svg()
 
 
+NEGATIVE, POSITIVE, ZERO = PALETTE[1], PALETTE[0], "#999999"
+
+
+def eigenvalues(point, key):
+    """The Hessian's eigenvalues of one critical point as bars from zero, the zero line marked.
+
+    Negative eigenvalues are drawn in orange, positive ones in blue, and those within
+    ``etol`` of zero (which ``classify`` does not call) in grey.
+    """
+    lam = _as_float(point["eigenvalues"])
+    etol = float(point.get("etol") or 0.0)
+    n = lam.size
+    finite = lam[np.isfinite(lam)]
+    lo, hi = min(0.0, float(finite.min(initial=0.0))), max(0.0, float(finite.max(initial=0.0)))
+    pad = 0.12 * (hi - lo) if hi > lo else 1.0
+    ticks = [(i, f"λ{i + 1}") for i in range(n)] if n <= 16 else None
+    fig = Figure(
+        f"eig-{key}",
+        x=Axis(-0.5, n - 0.5, label="eigenvalue (ascending)", ticks=ticks),
+        y=Axis(lo - pad, hi + pad, label="λ"),
+        title=f"Hessian eigenvalues: {point['verdict']}",
+        width=max(160, min(480, 44 * n)),
+        height=160,
+        left=52,
+    )
+    half = max(2.0, min(12.0, 0.3 * fig.width / max(n, 1)))
+    for i, v in enumerate(lam):
+        color = ZERO if abs(v) <= etol else (NEGATIVE if v < 0 else POSITIVE)
+        fig.bar(i, v, color=color, half_width=half, mark="eigenvalue", title=f"λ{i + 1} = {v:.6g}")
+    fig.hline(0.0, color="#333333", dash="none", label="0")
+    for color, label, used in ((NEGATIVE, "λ < 0", (lam < -etol).any()), (POSITIVE, "λ > 0", (lam > etol).any()), (ZERO, "|λ| ≤ etol (zero)", (np.abs(lam) <= etol).any())):
+        if used:
+            fig.legend(color, label)
+    return fig.svg()
+
+
 def _as_float(values):
     """A float array from JSON values (``"nan"``/``"inf"`` strings become floats)."""
     return np.array([float(v) if v is not None else math.nan for v in values], dtype=float)

@@ -89,6 +89,7 @@ def _context(run):
         "checks": checks,
         "check_failures": [_failure(c["test"], {"result": c["result"], "reproduce": c["reproduce"]}) for c in checks if not c["passed"]],
         "figures": _figures(run),
+        "critical": _critical(run["figures"].get("critical_points")),
     }
 
 
@@ -205,6 +206,32 @@ def _figures(run):
     return out
 
 
+def _critical(entry):
+    """The critical-points section: None without data, else ``{"notes", "points"}`` drawn."""
+    if entry is None:
+        return None
+    if "error" in entry:
+        return {"notes": [f"the critical points could not be classified: {entry['error']}"], "points": []}
+    points = []
+    for i, p in enumerate(entry.get("points", [])):
+        row = {"key": "", "title": "", "function": "", "point": "", "verdict": None, "error": None, "note": "", "escape": None, **p}
+        if not row["error"]:
+            row["svg"] = _plots.eigenvalues(p, f"{i}-{p.get('key', '')}")
+            escape = p.get("escape")
+            if escape:
+                row["escape"] = {
+                    **escape,
+                    "rows": [{"h": h, "actual": a, "predicted": q, "ratio": _ratio(a, q)} for h, a, q in escape["rows"]],
+                }
+        points.append(row)
+    return {"notes": list(entry.get("notes", [])), "points": points}
+
+
+def _ratio(a, b):
+    a, b = _number(a), _number(b)
+    return None if a is None or not b else a / b
+
+
 def _flatten(prov, prefix=""):
     rows = []
     for key, value in prov.items():
@@ -235,6 +262,12 @@ def sci(x):
     return f"{x:.1e}" if math.isfinite(x) else str(x)
 
 
+def num(x):
+    """A value to 6 significant digits, or a dash."""
+    x = _number(x)
+    return "—" if x is None else f"{x:.6g}"
+
+
 def full(x):
     """A value with all its digits (17 significant), or a dash."""
     x = _number(x)
@@ -247,4 +280,4 @@ def sort_key(x):
     return "" if x is None or not math.isfinite(x) else repr(x)
 
 
-_ENV.filters.update(sci=sci, full=full, sort_key=sort_key)
+_ENV.filters.update(sci=sci, full=full, num=num, sort_key=sort_key)

@@ -151,6 +151,28 @@ class Figure:
         if label:
             self._legend.append((color, label, "point"))
 
+    def bar(self, x, y, *, color, base=0.0, half_width=8.0, mark="bar", title=None):
+        """A vertical bar at ``x`` from ``base`` to ``y`` (at least a pixel high, so a zero shows).
+
+        ``mark`` is its SVG class and ``title`` its tooltip, both escaped.
+        """
+        top, foot = self.point(x, y), self.point(x, base)
+        if top is None or foot is None:
+            return
+        px, y0, y1 = top[0], min(top[1], foot[1]), max(top[1], foot[1])
+        if y1 - y0 < 1.5:
+            mid = (y0 + y1) / 2
+            y0, y1 = mid - 0.75, mid + 0.75
+        tip = f"<title>{escape(title)}</title>" if title else ""
+        self._marks.append(
+            f'<rect class="{escape(mark)}" x="{_n(px - half_width)}" y="{_n(y0)}" width="{_n(2 * half_width)}"'
+            f' height="{_n(y1 - y0)}" fill="{escape(color)}">{tip}</rect>'
+        )
+
+    def legend(self, color, label, kind="point"):
+        """A legend entry without a mark of its own."""
+        self._legend.append((color, label, kind))
+
     def box(self, y, quartiles, *, color, half_height=5.0):
         """A horizontal box plot at ``y`` from ``(min, q1, median, q3, max)``."""
         ends = [self.point(q, y) for q in quartiles]
