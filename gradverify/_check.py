@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from gradverify import _backend, _highprec, _numerical, _tolerances, _verdict
-from gradverify._errors import GradientMismatch, GradVerifyError, HighPrecisionUnavailable, InvalidArgument, UserFunctionError
+from gradverify._errors import GradVerifyError, HighPrecisionUnavailable, InvalidArgument, UserFunctionError, asserting
 from gradverify._result import StructuralFailure, VerificationResult
 from gradverify._truth import HighPrecisionPhi, TruthValues, confirm, element_scale, input_scale
 
@@ -173,26 +173,9 @@ def check_grad(f, grad_f, *inputs, **options):
     return check_vjp(fn, vjp, *inputs, **options)
 
 
-def _assert(check):
-    @functools.wraps(check)
-    def asserting(*args, **kwargs):
-        __tracebackhide__ = True
-        result = check(*args, **kwargs)
-        if not result.passed:
-            raise GradientMismatch(result)
-        return result
-
-    asserting.__name__ = asserting.__qualname__ = check.__name__.replace("check_", "assert_")
-    asserting.__doc__ = (
-        f"Like :func:`{check.__name__}`, but raise :class:`GradientMismatch` (an AssertionError"
-        " whose message is the readable report) unless it passes; return the result otherwise."
-    )
-    return asserting
-
-
-assert_vjp = _assert(check_vjp)
-assert_layer = _assert(check_layer)
-assert_grad = _assert(check_grad)
+assert_vjp = asserting(check_vjp)
+assert_layer = asserting(check_layer)
+assert_grad = asserting(check_grad)
 
 
 class _Run:

@@ -1,4 +1,6 @@
-"""The exceptions gradverify raises."""
+"""The exceptions gradverify raises, and the ``assert_*`` twin of a check."""
+
+import functools
 
 __all__ = [
     "GradVerifyError",
@@ -6,6 +8,7 @@ __all__ = [
     "HighPrecisionUnavailable",
     "InvalidArgument",
     "UserFunctionError",
+    "asserting",
 ]
 
 
@@ -38,3 +41,24 @@ class GradientMismatch(GradVerifyError, AssertionError):
     def __init__(self, result):
         super().__init__(str(result))
         self.result = result
+
+
+def asserting(check):
+    """The ``assert_*`` twin of ``check``: it raises :class:`GradientMismatch` unless the
+    result passes, and returns the result otherwise."""
+
+    @functools.wraps(check)
+    def assert_(*args, **kwargs):
+        __tracebackhide__ = True
+        result = check(*args, **kwargs)
+        if not result.passed:
+            raise GradientMismatch(result)
+        return result
+
+    assert_.__name__ = assert_.__qualname__ = check.__name__.replace("check_", "assert_")
+    assert_.__doc__ = (
+        f"Like :func:`{check.__name__}`, but raise :class:`gradverify.GradientMismatch` (an"
+        " AssertionError whose message is the readable report) unless it passes; return the"
+        " result otherwise."
+    )
+    return assert_

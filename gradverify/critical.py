@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradverify import _backend, _highprec, _tolerances
-from gradverify._errors import GradientMismatch, GradVerifyError, HighPrecisionUnavailable, InvalidArgument, UserFunctionError
+from gradverify._errors import GradVerifyError, HighPrecisionUnavailable, InvalidArgument, UserFunctionError, asserting
 from gradverify._numerical import BASE_STEP, ROUNDING_ULPS, step_scale
 from gradverify._truth import input_scale
 
@@ -654,24 +654,8 @@ def check_hvp(f, grad_f, hvp, x, *, directions=3, rtol=None, truth="auto", dps=D
     return _compare(user, num, err, t, rtol, "hvp", name or _name_of(hvp), "elementwise" if hp is not None else "off", note, started, lambda k: divmod(k, n))
 
 
-def _assert(check):
-    def asserting(*args, **kwargs):
-        __tracebackhide__ = True
-        result = check(*args, **kwargs)
-        if not result.passed:
-            raise GradientMismatch(result)
-        return result
-
-    asserting.__name__ = asserting.__qualname__ = check.__name__.replace("check_", "assert_")
-    asserting.__doc__ = (
-        f"Like :func:`{check.__name__}`, but raise :class:`gradverify.GradientMismatch` (an"
-        " AssertionError whose message is the readable report) unless it passes."
-    )
-    return asserting
-
-
-assert_hessian = _assert(check_hessian)
-assert_hvp = _assert(check_hvp)
+assert_hessian = asserting(check_hessian)
+assert_hvp = asserting(check_hvp)
 
 
 # -- classification -------------------------------------------------------------------------------
