@@ -95,6 +95,15 @@ def check_example(op, example, xp, **options):
     return check_layer(forward, op.backward, *device_inputs, wrt=op.wrt, batched=op.batched, **options)
 
 
+def check_op(op, example, xp):
+    """Everything verified about one example of ``op``: its gradient check (``None`` for an op
+    with nothing to differentiate), then its properties, which raise ``AssertionError``."""
+    result = check_example(op, example, xp) if op.backward is not None else None
+    if op.properties is not None:
+        op.properties(example, xp)
+    return result
+
+
 def verify_op(op, xp, *, examples, seed, on_example=None):
     """Check ``op`` on ``examples`` Hypothesis examples; a failure is shrunk and kept."""
     outcome = OpOutcome(name=op.name, family=op.family, summary=op.summary)
@@ -113,9 +122,7 @@ def verify_op(op, xp, *, examples, seed, on_example=None):
     @given(op.examples())
     def run(example):
         try:
-            result = check_example(op, example, xp) if op.backward is not None else None
-            if op.properties is not None:
-                op.properties(example, xp)
+            result = check_op(op, example, xp)
         except (GradVerifyError, AssertionError) as exc:
             kind = "property" if isinstance(exc, AssertionError) else type(exc).__name__
             last_failure.update(example=example, result=None, error=f"{kind}: {exc}")

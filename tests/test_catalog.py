@@ -19,11 +19,8 @@ def test_op_backward_verifies(name, xp):
     @settings(deadline=None, max_examples=_examples_per_op())
     @given(op.examples())
     def check(example):
-        if op.backward is not None:
-            result = _runner.check_example(op, example, xp)
-            assert result.passed, str(result)
-        if op.properties is not None:
-            op.properties(example, xp)
+        result = _runner.check_op(op, example, xp)
+        assert result is None or result.passed, str(result)
 
     check()
 
