@@ -3,6 +3,7 @@
 import functools
 
 __all__ = [
+    "CheckBudgetExceeded",
     "GradVerifyError",
     "GradientMismatch",
     "HighPrecisionUnavailable",
@@ -30,6 +31,20 @@ class UserFunctionError(GradVerifyError):
 
 class HighPrecisionUnavailable(GradVerifyError):
     """The function cannot be evaluated on arrays of mpmath numbers (the truth side)."""
+
+
+class CheckBudgetExceeded(GradVerifyError):
+    """A check ran past its ``time_budget`` (or would, by its own estimate, before starting).
+
+    ``.found`` says what was established before it stopped (a short text), ``.evaluations``
+    how many calls were made, ``.seconds`` how long it ran.
+    """
+
+    def __init__(self, message, *, found="", evaluations=None, seconds=0.0):
+        super().__init__(message + (f"\n  found so far: {found}" if found else ""))
+        self.found = found
+        self.evaluations = dict(evaluations or {})
+        self.seconds = seconds
 
 
 class GradientMismatch(GradVerifyError, AssertionError):

@@ -34,7 +34,7 @@ class ElementReport:
     rel_analytic_numerical: float | None = None
     rel_analytic_truth: float | None = None
     rel_numerical_truth: float | None = None
-    verdict: str = "ok"  # ok | analytic | unresolved
+    verdict: str = "ok"  # ok | analytic | unresolved | not differentiable
 
 
 @dataclass
@@ -51,6 +51,7 @@ class InputReport:
     failures: int = 0  # elements where the analytic gradient is off
     numerical_off: int = 0  # elements where the finite difference is off the truth
     unresolved: int = 0  # elements the finite difference could not resolve, with no truth
+    not_differentiable: int = 0  # elements where fn jumps or is noisy, with no truth
     max_rel_analytic_numerical: float | None = None
     max_rel_analytic_truth: float | None = None
     max_rel_numerical_truth: float | None = None
@@ -59,7 +60,7 @@ class InputReport:
 
     @property
     def passed(self):
-        return self.failures == 0 and self.unresolved == 0
+        return self.failures == 0 and self.unresolved == 0 and self.not_differentiable == 0
 
 
 @dataclass
@@ -162,7 +163,8 @@ def _format_input(p):
     lines = [
         f"  {p.name} shape {p.shape} {p.dtype} (rtol {p.rtol:g}): {status}; {p.checked} {unit},"
         f" {p.failures} wrong, {p.kinks} at kinks, {p.numerical_off} with the finite difference off,"
-        f" {p.unresolved} unresolved",
+        f" {p.unresolved} unresolved"
+        + (f", {p.not_differentiable} not differentiable (fn jumps or is noisy there)" if p.not_differentiable else ""),
         f"    max rel. error  analytic~numerical {_fmt(p.max_rel_analytic_numerical, 3)}"
         f"  analytic~truth {_fmt(p.max_rel_analytic_truth, 3)}"
         f"  numerical~truth {_fmt(p.max_rel_numerical_truth, 3)}",

@@ -7,8 +7,24 @@ there is one, else against the finite difference:
   truth's subgradient bracket at a kink); without a truth, off the finite difference by
   more than ``rtol`` *and* more than twice the finite difference's own error estimate;
 * **unresolved** (no truth only): ``a`` agrees with the finite difference only within that
-  error estimate, which is itself too large for ``rtol``: the check cannot tell;
+  error estimate, and that estimate is too large for ``rtol`` even on the gradient's natural
+  scale; or the finite differences were not finite around ``x``: the check cannot tell;
+* **not differentiable** (no truth only): the finite differences show a jump in the value
+  or noise, not a kink with settled one-sided slopes (:attr:`Stencil.rough`): no gradient,
+  right or wrong, can be verified there, and the element fails without blame;
 * **numerical off** (truth only): ``a`` matches the truth but the finite difference does not.
+
+Resolution without a truth: an element far below the gradient's natural size ``natural``
+(see :mod:`gradverify._tolerances`) cannot always be resolved to ``rtol`` of itself by float64
+differences. When ``a`` agrees with the finite difference within the difference's own error
+``e``, and ``2 e`` plus the analytic noise is at most ``rtol * natural``, the element is
+verified at that absolute resolution, not called unresolved: an error in it would have to be
+below ``rtol`` of the gradient's natural size to go unseen.
+
+Near kinks within float64's resolution (a hinge whose float64 margin is exactly 0 while the
+exact margin is 1e-17), the finite differences see a kink that the truth, looking closer,
+does not. Where the truth flags this (``near_kink``), the reference is the union of the
+finite differences' bracket and the truth's own one-sided values.
 """
 
 from dataclasses import dataclass
@@ -30,10 +46,11 @@ class Verdicts:
     has_truth: np.ndarray
     wrong: np.ndarray
     unresolved: np.ndarray
+    nondiff: np.ndarray  # not differentiable here (discontinuous / noisy), no truth
 
     @property
     def disputed(self):
-        return self.wrong | self.unresolved
+        return self.wrong | self.unresolved | self.nondiff
 
     @property
     def badness(self):
@@ -46,31 +63,48 @@ def judge(a, st, tv, *, rtol, eps, natural):
     """Verdicts for analytic values ``a`` given the stencil ``st`` and truth ``tv`` (or None).
 
     ``natural`` is the natural size of each gradient element (see :mod:`_tolerances`). A
-    truth element that is NaN (it never settled) leaves that element to the finite
-    difference.
+    truth element that is NaN (it never settled, or failed its integrity checks) leaves that
+    element to the finite difference.
     """
-    a_noise = _tolerances.ANALYTIC_NOISE_ULPS * eps * natural * np.ones_like(a)
+    n = a.shape
+    natural = natural * np.ones(n)
+    a_noise = _tolerances.ANALYTIC_NOISE_ULPS * eps * natural
     floor = a_noise / rtol
-    loose = (2 * np.nan_to_num(st.error) + a_noise) / rtol
-    rel_an = np.where(st.kink, interval_rel(a, st.lo, st.hi, loose), _tolerances.relative_error(a, st.estimate, loose))
-    strict_an = np.where(st.kink, rel_an, _tolerances.relative_error(a, st.estimate, floor))
-    # Where fn was not finite around x even after refinement the finite difference has
-    # nothing to say: its errors read as infinite, never as agreement.
-    fd_bad = ~np.isfinite(st.estimate)
-    rel_an[fd_bad] = strict_an[fd_bad] = np.inf
-    fd_wrong = rel_an > rtol
-    fd_unresolved = ~fd_wrong & (strict_an > rtol)
-    if tv is None:
-        none = np.zeros(a.shape, dtype=bool)
-        return Verdicts(rel_an, strict_an, None, None, none, fd_wrong, fd_unresolved)
+    fd_err = 2 * np.nan_to_num(st.error, nan=np.inf)
+    loose = (fd_err + a_noise) / rtol
+    rough = getattr(st, "rough", np.zeros(n, dtype=bool))
     with np.errstate(invalid="ignore"):
-        rel_at = np.where(tv.kink, interval_rel(a, tv.lo, tv.hi, floor), _tolerances.relative_error(a, tv.center, floor))
-        rel_nt = np.where(tv.kink, interval_rel(st.estimate, tv.lo, tv.hi, floor), _tolerances.relative_error(st.estimate, tv.center, floor))
+        rel_an = np.where(st.kink, interval_rel(a, st.lo, st.hi, loose), _tolerances.relative_error(a, st.estimate, loose))
+        strict_an = np.where(st.kink, rel_an, _tolerances.relative_error(a, st.estimate, floor))
+    # Where fn was not finite around x even after refinement, or is not differentiable
+    # there, the finite difference has nothing to say: never agreement, never blame.
+    fd_bad = ~np.isfinite(st.estimate) | rough
+    rel_an[fd_bad] = strict_an[fd_bad] = np.inf
+    fd_wrong = ~fd_bad & (rel_an > rtol)
+    coarse = fd_err + a_noise > rtol * natural  # not even resolved on the natural scale
+    fd_unresolved = ~fd_wrong & ~rough & ((strict_an > rtol) & coarse | fd_bad)
+    if tv is None:
+        none = np.zeros(n, dtype=bool)
+        return Verdicts(rel_an, strict_an, None, None, none, fd_wrong, fd_unresolved, rough.copy())
+    lo, hi = tv.lo, tv.hi
+    kink = tv.kink.copy()
+    near = getattr(tv, "near_kink", None)
+    if near is not None:
+        # A kink within float64's resolution of x: float64 sees it, the exact function
+        # does not. Either view's subgradients are acceptable.
+        union = near & st.kink & ~fd_bad
+        kink |= union
+        lo = np.where(union, np.fmin(np.fmin(st.lo, tv.lo), tv.center), lo)
+        hi = np.where(union, np.fmax(np.fmax(st.hi, tv.hi), tv.center), hi)
+    with np.errstate(invalid="ignore"):
+        rel_at = np.where(kink, interval_rel(a, lo, hi, floor), _tolerances.relative_error(a, tv.center, floor))
+        rel_nt = np.where(kink, interval_rel(st.estimate, lo, hi, floor), _tolerances.relative_error(st.estimate, tv.center, floor))
     rel_nt[fd_bad] = np.inf
     has_truth = np.isfinite(tv.center)
     wrong = np.where(has_truth, rel_at > rtol, fd_wrong)
     unresolved = ~has_truth & fd_unresolved
-    return Verdicts(rel_an, strict_an, rel_at, rel_nt, has_truth, wrong, unresolved)
+    nondiff = ~has_truth & rough
+    return Verdicts(rel_an, strict_an, rel_at, rel_nt, has_truth, wrong, unresolved, nondiff)
 
 
 def suspicious(verdicts, rtol):
@@ -93,6 +127,7 @@ def report(name, index, shape, dtype, rtol, a, st, tv, v, unravel):
         kinks=int(np.count_nonzero(np.where(v.has_truth, tv.kink, st.kink) if tv is not None else st.kink)),
         failures=int(np.count_nonzero(v.wrong)),
         unresolved=int(np.count_nonzero(v.unresolved)),
+        not_differentiable=int(np.count_nonzero(v.nondiff)),
         max_rel_analytic_numerical=float(v.strict_an.max(initial=0.0)),
     )
     if v.rel_at is not None and v.has_truth.any():
@@ -122,7 +157,7 @@ def _element(k, a, st, tv, v, unravel):
         rel_analytic_numerical=float(v.strict_an[k]),
         rel_analytic_truth=float(v.rel_at[k]) if truth else None,
         rel_numerical_truth=float(v.rel_nt[k]) if truth else None,
-        verdict="analytic" if v.wrong[k] else ("unresolved" if v.unresolved[k] else "ok"),
+        verdict="analytic" if v.wrong[k] else ("unresolved" if v.unresolved[k] else ("not differentiable" if v.nondiff[k] else "ok")),
     )
 
 

@@ -1,0 +1,170 @@
+"""The arbiter: one bounded judgement per input from immutable estimates.
+
+It takes the finite differences (:class:`~gradverify._numerical.Stencil`, with their error
+estimates and kink brackets) and the truth (:class:`~gradverify._truth.TruthValues`, with
+its integrity), judges every element with :func:`gradverify._verdict.judge`, and may ask
+its :class:`Sources` for more evidence, each kind at most once, before the final verdict:
+
+1. **spot truth**: where there is no truth for every element, the truth for the disputed
+   ones, as many as :attr:`Limits.spot_truth` allows;
+2. **confirmation**: where the truth contradicts the analytic value or the finite
+   difference, the truth again at more digits (cancellation inside ``fn`` can exhaust any
+   fixed precision without a sign); an element that never settles loses its truth;
+3. **re-examination**: a truth that contradicts both the analytic value and the finite
+   difference while those two agree within the difference's own error is not trusted on
+   its word: the sources check it once more (its integrity, and whether the function at the
+   finite difference's scale behaves like the truth says); where it fails, it is dropped;
+4. **cross-check** (no truth): an element the finite differences would blame must keep its
+   estimate at steps 16 times larger and smaller;
+5. **kinks along a direction** (directional mode): the one-sided slopes along a direction
+   that crosses several kinks bracket fewer values than the subgradients allow (with
+   mixed-sign contributions), so a direction the bracket would blame is split into parts
+   until each part is smooth or moves one element, and the sum of the parts' values and
+   brackets is the reference; past :attr:`Limits.split_parts` parts it is unresolved.
+
+Estimates are never modified in place: new evidence makes new estimates. Verdicts are only
+ever taken from evidence that has checked itself (a truth that failed its integrity
+checks is NaN, a finite difference that did not settle is rough or unresolved).
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradverify import _verdict
+from gradverify._truth import TruthValues
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much more evidence one arbiter may ask for."""
+
+    spot_truth: int = 16  # elements given a truth when the truth does not cover them all
+    split_parts: int = 64  # finite differences per direction when splitting at kinks
+
+
+@dataclass(frozen=True)
+class Evidence:
+    fd: object  # Stencil
+    truth: object = None  # TruthValues or None
+
+
+class Sources:
+    """Where more evidence comes from; each method may return None (no such evidence).
+
+    Subclasses (see :mod:`gradverify._check`) bind the function, the point and the budget.
+    """
+
+    covers_all = False  # the initial truth covers every element
+    directional = False  # the elements are directions (step 5 applies)
+
+    def truth(self, indices):
+        """TruthValues for ``indices`` (elements, or directions)."""
+        return None
+
+    def confirm(self, truth, indices):
+        """A new TruthValues with ``indices`` re-derived at more digits (NaN where unsettled)."""
+        return None
+
+    def reexamine(self, truth, fd, indices):
+        """A new TruthValues where the elements ``indices`` keep their truth only if it holds up."""
+        return None
+
+    def cross_check(self, fd, indices):
+        """A new Stencil whose errors at ``indices`` include the spread over steps."""
+        return None
+
+    def split(self, k):
+        """For direction ``k``: ``(lo, hi, error)`` of ``<g, d_k>`` over the subgradients,
+        and the analytic value's own parts; None when the budget runs out."""
+        return None
+
+
+def arbitrate(a, evidence, sources, *, rtol, eps, natural, limits=Limits()):
+    """The verdicts for analytic values ``a``; returns ``(Verdicts, Evidence, notes)``."""
+    notes = []
+    fd, truth = evidence.fd, evidence.truth
+
+    def judge(fd, truth):
+        return _verdict.judge(a, fd, truth, rtol=rtol, eps=eps, natural=natural)
+
+    verdicts = judge(fd, truth)
+
+    # 1. Spot truth for the disputed elements.
+    if not sources.covers_all and verdicts.disputed.any():
+        order = np.argsort(-verdicts.badness, kind="stable")
+        spot = np.sort(order[verdicts.disputed[order]][: limits.spot_truth])
+        got = sources.truth(spot)
+        if got is not None:
+            truth = _merge_truth(truth, a.size, spot, got)
+            notes.append(f"truth for the {spot.size} most disputed of {a.size} elements")
+            verdicts = judge(fd, truth)
+
+    # 2. Confirm a truth that contradicts another side.
+    doubtful = np.flatnonzero(_verdict.suspicious(verdicts, rtol))
+    if truth is not None and doubtful.size:
+        got = sources.confirm(truth, doubtful)
+        if got is not None:
+            truth = got
+            verdicts = judge(fd, truth)
+
+    # 3. Re-examine a truth that stands alone against two agreeing sides.
+    if truth is not None:
+        lonely = np.flatnonzero(verdicts.has_truth & verdicts.wrong & (verdicts.rel_nt > rtol) & (verdicts.rel_an <= rtol) & np.isfinite(fd.estimate))
+        if lonely.size:
+            got = sources.reexamine(truth, fd, lonely)
+            if got is not None:
+                dropped = int(np.count_nonzero(np.isnan(got.center[lonely])))
+                if dropped:
+                    notes.append(f"the truth did not hold up at {dropped} element(s) where it alone disagreed; the finite differences decide there")
+                truth = got
+                verdicts = judge(fd, truth)
+
+    # 4. Without a truth, an element the differences blame is looked at with other steps.
+    blamed = np.flatnonzero(verdicts.wrong & ~verdicts.has_truth & ~fd.kink)
+    if blamed.size:
+        got = sources.cross_check(fd, blamed)
+        if got is not None:
+            fd = got
+            verdicts = judge(fd, truth)
+
+    # 5. Directions that cross several kinks.
+    kinked = np.flatnonzero(verdicts.wrong & _kink(fd, truth)) if sources.directional else np.empty(0, dtype=int)
+    if kinked.size:
+        fd = _replace(fd)
+        resolved = 0
+        for k in kinked:
+            got = sources.split(k)
+            if got is None:
+                # No sound bracket within the budget: unresolved, never blamed.
+                fd.estimate[k] = np.nan
+                continue
+            lo, hi, err = got
+            fd.kink[k], fd.lo[k], fd.hi[k], fd.estimate[k] = True, lo, hi, 0.5 * (lo + hi)
+            fd.trunc[k], fd.rounding[k] = err, 0.0
+            resolved += 1
+        if truth is not None:
+            truth = _replace(truth)
+            truth.center[kinked] = np.nan  # the line's one-sided slopes are too narrow a bracket
+        notes.append(f"{kinked.size} direction(s) crossed several kinks and were judged part by part ({resolved} within the budget)")
+        verdicts = judge(fd, truth)
+    return verdicts, Evidence(fd, truth), notes
+
+
+def _kink(fd, truth):
+    k = fd.kink.copy()
+    if truth is not None:
+        k |= truth.kink & np.isfinite(truth.center)
+    return k
+
+
+def _replace(values):
+    """A copy of a dataclass of arrays, arrays copied."""
+    return dataclasses.replace(values, **{f.name: np.array(getattr(values, f.name), copy=True) for f in dataclasses.fields(values) if isinstance(getattr(values, f.name), np.ndarray)})
+
+
+def _merge_truth(truth, n, indices, got):
+    merged = TruthValues.unknown(n) if truth is None else _replace(truth)
+    merged.fill(indices, got)
+    return merged
