@@ -20,6 +20,19 @@ Design
   :data:`MPF` elements, the few functions NumPy has no object loop for
   (``logaddexp``, ``isfinite``, ``isnan``, ...) are written elementwise, and
   everything else falls back to ``array_api_compat.numpy``.
+* **High-precision arrays.**  Inputs are handed to user code as :class:`HPArray`, an
+  object-ndarray subclass whose ``__array_ufunc__`` turns float operands (the ``0.0`` of
+  ``np.minimum(x, 0.0)``, the bounds of ``np.clip``, a float64 weight matrix) into exact
+  :data:`MPF` first, and whose ``__array_function__`` makes ``np.zeros_like``/``ones_like``/
+  ``empty_like``/``full_like`` high precision and turns float elements that ``np.where``,
+  ``np.concatenate``, ``np.pad`` ... bring in into :data:`MPF`.  So constants never leave a
+  Python float behind for a later ``np.expm1`` to trip over.
+* **Conversions are traced.**  Every ``float(m)`` of an :data:`MPF` (``float()``,
+  ``np.float64(m)``, ``.astype(float)``, ``np.asarray(x, dtype=float)``, a write into a
+  float64 or float32 buffer, ``math.*``) goes through ``MPF.__float__``, which
+  :func:`traced_call` records with the exact value and the user's source line.  Comparing
+  the records of two evaluations at nearby points tells whether the precision was lost on
+  the way from a given input element (see :mod:`gradverify._truth`).
 * **When evaluation is impossible.**  :func:`evaluate` raises
   :class:`~gradverify._errors.HighPrecisionUnavailable` when the function
   cannot run on object arrays (a NumPy function without an object loop, a
@@ -33,8 +46,12 @@ at different precisions are not supported.
 
 from __future__ import annotations
 
+import linecache
 import math
+import os
 import re
+import sys
+from dataclasses import dataclass
 
 import array_api_compat.numpy as _compat
 import numpy as np
@@ -94,6 +111,32 @@ _METHODS = {
 # itself; ``man_exp`` still gives it) on the private class only.
 for _name, _f in _METHODS.items():
     setattr(MPF, _name, _real(_f))
+
+
+# --- tracing conversions to float ------------------------------------------------
+
+_TRACE = None  # a list while traced_call runs: (exact value, site) per float(MPF)
+_SKIP = (os.path.dirname(np.__file__) + os.sep, __file__)
+
+
+def _site():
+    """``(filename, lineno, source line)`` of the innermost frame outside NumPy and gradverify."""
+    f = sys._getframe(2)
+    while f is not None and f.f_code.co_filename.startswith(_SKIP):
+        f = f.f_back
+    if f is None:
+        return ("?", 0, "")
+    name, line = f.f_code.co_filename, f.f_lineno
+    return (name, line, linecache.getline(name, line).strip())
+
+
+def _float(self):
+    if _TRACE is not None:
+        _TRACE.append((self._mpf_, _site()))
+    return _BASE.__float__(self)
+
+
+MPF.__float__ = _float
 
 
 def _div_by_zero(num):
@@ -180,8 +223,9 @@ def to_hp(a):
 
     Returns
     -------
-    numpy.ndarray
-        Object array of the same shape whose elements are :data:`MPF`.
+    HPArray
+        Object array of the same shape whose elements are :data:`MPF` (a view of `a`
+        when it already is one).
     """
     a = np.asarray(a)
     if a.dtype.kind == "c":
@@ -189,11 +233,123 @@ def to_hp(a):
     if a.dtype.kind == "f" and a.dtype.itemsize <= 8:
         a = a.astype(np.float64)  # exact; object conversion then yields floats
     if a.dtype == _OBJ and a.size and np.all(_U_IS_MPF(a)):
-        return a
+        return a.view(HPArray)
     if not a.ndim:
-        return _obj0d(_exact(a[()]))
+        return _obj0d(_exact(a[()])).view(HPArray)
     with np.errstate(all="ignore"):  # NaN handling inside mpmath sets FP flags
-        return np.asarray((_U_FROM_FLOAT if a.dtype == np.float64 else _U_EXACT)(a), dtype=object)
+        r = (_U_FROM_FLOAT if a.dtype == np.float64 else _U_EXACT)(a)
+    return np.asarray(r, dtype=object).view(HPArray)
+
+
+# --- the high-precision array type ----------------------------------------------
+
+def _fix_elem(v):
+    return _exact(v) if isinstance(v, (float, np.floating)) else v
+
+
+_U_FIX = np.frompyfunc(_fix_elem, 1, 1)
+_U_IS_FLOAT = np.frompyfunc(lambda v: isinstance(v, (float, np.floating)), 1, 1)
+
+
+def _plain(a):
+    """An operand as NumPy should see it: float constants and arrays exactly as MPF."""
+    if isinstance(a, HPArray):
+        return a.view(np.ndarray)
+    if isinstance(a, (float, np.floating)):
+        return _exact(a)
+    if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+        return to_hp(a).view(np.ndarray)
+    return a
+
+
+def _hp(r):
+    """A result as user code should see it: object arrays as HPArray, the rest as is."""
+    if isinstance(r, tuple):
+        return tuple(_hp(v) for v in r)
+    if isinstance(r, list):
+        return [_hp(v) for v in r]
+    if isinstance(r, np.ndarray):
+        if r.dtype == _OBJ:
+            return r if isinstance(r, HPArray) else r.view(HPArray)
+        return r.view(np.ndarray) if isinstance(r, HPArray) else r
+    return r
+
+
+def _without_floats(r):
+    """``r`` with its Python/NumPy float elements (constants) made exact MPF."""
+    if isinstance(r, (tuple, list)):
+        return type(r)(_without_floats(v) for v in r)
+    if isinstance(r, np.ndarray) and r.dtype == _OBJ and r.size and np.any(_U_IS_FLOAT(r).astype(bool)):
+        r = np.asarray(_U_FIX(r), dtype=object).reshape(r.shape)
+    return _hp(r)
+
+
+def _like(fill):
+    """``np.zeros_like`` & co. of an HPArray: high precision unless a non-float dtype is asked.
+
+    Returns None (let NumPy do it) for other dtypes or fill values.
+    """
+    def make(a, *args, **kwargs):
+        if fill is None:  # full_like(a, fill_value, dtype=None, order, subok, shape)
+            value = args[0] if args else kwargs.get("fill_value")
+            dtype = args[1] if len(args) > 1 else kwargs.get("dtype")
+        else:
+            value, dtype = fill, args[0] if args else kwargs.get("dtype")
+        if dtype is not None and not _is_float_dtype(dtype):
+            return None
+        if type(value) is not MPF:
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+                return None
+            value = _exact(value)
+        shape = kwargs.get("shape")
+        return np.full(np.shape(a) if shape is None else shape, value, dtype=object).view(HPArray)
+    return make
+
+
+class HPArray(np.ndarray):
+    """An object ndarray of :data:`MPF`, as user code sees the high-precision inputs.
+
+    It behaves as a plain object array, except that
+
+    * ufuncs (``np.minimum``, ``np.clip``, ``np.where``'s cousins ``maximum``/``fmax``,
+      arithmetic, comparisons) see float operands as exact :data:`MPF`, so a constant
+      they select is never a Python float that ``np.expm1`` has no method for;
+    * ``np.zeros_like``, ``np.ones_like``, ``np.empty_like`` and ``np.full_like`` of it give
+      high-precision arrays (``empty_like`` holds zeros) unless a non-float dtype is asked;
+    * ``np.where``, ``np.select``, ``np.concatenate``, ``np.stack`` and the other functions
+      that assemble arrays from several sources turn the float elements they bring in into
+      :data:`MPF`.
+
+    Casts (``astype(float)``, ``np.asarray(x, dtype=float)``, ``float(x)``) still round to
+    float64: they are what the caller asked for, and :func:`traced_call` records them.
+    """
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        out = kwargs.get("out")
+        if out is not None:
+            kwargs["out"] = tuple(o.view(np.ndarray) if isinstance(o, HPArray) else o for o in out)
+        result = getattr(ufunc, method)(*(_plain(a) for a in inputs), **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return _hp(result)
+
+    def __array_function__(self, func, types, args, kwargs):
+        special = _ARRAY_FUNCTIONS.get(func)
+        if special is not None:
+            r = special(*args, **kwargs)
+            if r is not None:
+                return r
+        r = super().__array_function__(func, types, args, kwargs)
+        return _without_floats(r) if func in _ASSEMBLING else _hp(r)
+
+
+_ARRAY_FUNCTIONS = {
+    np.zeros_like: _like(0), np.ones_like: _like(1), np.empty_like: _like(0), np.full_like: _like(None),
+}
+_ASSEMBLING = frozenset(getattr(np, n) for n in (
+    "where", "select", "choose", "piecewise", "concatenate", "stack", "hstack", "vstack", "dstack",
+    "column_stack", "block", "append", "insert", "pad", "nan_to_num", "clip",
+) if hasattr(np, n))
 
 
 def from_hp(a):
@@ -263,7 +419,7 @@ def _is_float_dtype(dtype):
 
 def _as_0d(r):
     """Reductions and ufuncs on object arrays return bare scalars; keep arrays."""
-    return _obj0d(r) if type(r) in (MPF, int, float) else r
+    return _obj0d(r).view(HPArray) if type(r) in (MPF, int, float) else _hp(r)
 
 
 def _wrapped(f):
@@ -379,7 +535,7 @@ class HighPrecisionNamespace(_Fallback):
 
     def full(self, shape, fill_value, *, dtype=None, device=None):
         if _is_float_dtype(dtype) or (dtype is None and not isinstance(fill_value, (bool, int))):
-            return np.full(shape, _exact(np.asarray(fill_value)[()]), dtype=object)
+            return np.full(shape, _exact(np.asarray(fill_value)[()]), dtype=object).view(HPArray)
         return np.full(shape, fill_value, dtype=dtype)
 
     def zeros(self, shape, *, dtype=None, device=None):
@@ -417,7 +573,7 @@ class HighPrecisionNamespace(_Fallback):
 
     # elementwise with float constants -----------------------------------
     def where(self, condition, x1, x2, /):
-        return np.where(condition, _operand(x1), _operand(x2))
+        return _hp(np.where(condition, _operand(x1), _operand(x2)))
 
     def maximum(self, x1, x2, /):
         return _as_0d(np.maximum(_operand(x1), _operand(x2)))
@@ -489,7 +645,14 @@ _LOST = ("the high-precision evaluation silently lost precision: {what}, so the 
          "and use np./xp. functions, or pass truth=False.")
 
 
-def _normalize(out):
+def _normalize(out, lenient=False):
+    """The output as a plain object array of MPF, and its elements that were not MPF.
+
+    ``lost`` lists ``(flat index, exact value)`` of the output elements that were Python or
+    NumPy floats or mpmath numbers of another context (converted exactly here). Strict mode
+    (``lenient=False``) rejects them the way :func:`call` documents; lenient mode leaves
+    judging them to the caller, who can see whether they move with the inputs.
+    """
     if isinstance(out, (tuple, list)):
         raise HighPrecisionUnavailable(
             f"the function returned a {type(out).__name__}; high-precision evaluation needs a "
@@ -499,48 +662,47 @@ def _normalize(out):
             raise HighPrecisionUnavailable(
                 f"the function returned {type(out).__name__}, not an array or number.")
         out = _obj0d(out)
+    out = out.view(np.ndarray)
     kind = out.dtype.kind
     if kind in "fc":
         raise HighPrecisionUnavailable(_LOST.format(
             what=f"the function returned a {out.dtype} array instead of an object array"))
     if kind in "iub":
-        return to_hp(out)
+        return to_hp(out).view(np.ndarray), ()
     if kind != "O":
         raise HighPrecisionUnavailable(f"the function returned a {out.dtype} array.")
     is_m = np.asarray(_U_IS_MPF(out), dtype=bool)
     if is_m.all():
-        return out
-    others = out[~is_m]
-    for v in others:
+        return out, ()
+    lost = []
+    for k in np.flatnonzero(~is_m.reshape(-1)):
+        v = out.reshape(-1)[k]
         if isinstance(v, (int, np.integer, np.bool_)):
             continue
         if isinstance(v, (float, np.floating)):
             # A float constant picked by maximum/where/clip (ReLU's 0.0) is an
             # exact value; an output with no MPF at all left the mpmath domain.
-            if v == 0 or is_m.any():
-                continue
-            raise HighPrecisionUnavailable(_LOST.format(
-                what="the output holds Python/NumPy floats instead of mpmath numbers"))
-        if hasattr(v, "_mpf_"):
-            raise HighPrecisionUnavailable(_LOST.format(
-                what="the output holds numbers of mpmath's global context (mp.dps="
-                f"{v.context.dps}) instead of gradverify's"))
-        raise HighPrecisionUnavailable(
-            f"the function's output holds {type(v).__name__} elements; only real (not complex) "
-            "numbers can be evaluated in high precision.")
-    return to_hp(out)
+            if not lenient and not (v == 0 or is_m.any()):
+                raise HighPrecisionUnavailable(_LOST.format(
+                    what="the output holds Python/NumPy floats instead of mpmath numbers"))
+        elif hasattr(v, "_mpf_"):
+            if not lenient:
+                raise HighPrecisionUnavailable(_LOST.format(
+                    what="the output holds numbers of mpmath's global context (mp.dps="
+                    f"{v.context.dps}) instead of gradverify's"))
+        else:
+            raise HighPrecisionUnavailable(
+                f"the function's output holds {type(v).__name__} elements; only real (not complex) "
+                "numbers can be evaluated in high precision.")
+        lost.append((int(k), _exact(v)._mpf_))
+    return to_hp(out).view(np.ndarray), tuple(lost)
 
 
-def call(fn, args, *, dps=DEFAULT_DPS, namespace_aware=None):
-    """Call ``fn(*args)`` on arguments that are already high precision.
-
-    Like :func:`evaluate` (same errors, same normalized output) but without
-    converting the arguments, for callers that build shifted high-precision
-    points themselves.
-    """
+def _run(fn, args, dps, namespace_aware):
+    args = [a.view(HPArray) if isinstance(a, np.ndarray) and a.dtype == _OBJ else a for a in args]
     try:
         with CTX.workdps(dps):
-            out = fn(*args)
+            return fn(*args)
     except HighPrecisionUnavailable:
         raise
     except ZeroDivisionError as exc:  # e.g. mpf % 0 or Python ints
@@ -549,7 +711,111 @@ def call(fn, args, *, dps=DEFAULT_DPS, namespace_aware=None):
             "give inf/nan here. Avoid the division or pass truth=False.") from exc
     except Exception as exc:
         raise HighPrecisionUnavailable(_explain(exc, namespace_aware)) from exc
-    return _normalize(out)
+
+
+def call(fn, args, *, dps=DEFAULT_DPS, namespace_aware=None):
+    """Call ``fn(*args)`` on arguments that are already high precision.
+
+    Like :func:`evaluate` (same errors, same normalized output) but without
+    converting the arguments, for callers that build shifted high-precision
+    points themselves.  Object-array arguments reach ``fn`` as :class:`HPArray`.
+    """
+    return _normalize(_run(fn, args, dps, namespace_aware))[0]
+
+
+@dataclass(frozen=True)
+class Traced:
+    """One evaluation by :func:`traced_call`.
+
+    Attributes
+    ----------
+    out : numpy.ndarray
+        Plain object array of :data:`MPF` (0-d for a scalar output).
+    lost : tuple
+        ``(flat index, exact mpf tuple)`` of the output elements that were Python/NumPy
+        floats or mpmath numbers of another context (now exact MPF in ``out``). A constant
+        (ReLU's ``0.0``) is harmless; one that changes with an input lost its precision.
+    conversions : tuple
+        ``(exact mpf tuple, (filename, lineno, source line))`` of every ``float()`` of an
+        :data:`MPF` during the call, in order: ``float(x)``, ``np.float64(x)``,
+        ``.astype(float)``, ``np.asarray(x, dtype=float)``, writes into float64/float32
+        buffers, ``math.*``.  The site is the innermost frame outside NumPy.
+    """
+
+    out: np.ndarray
+    lost: tuple
+    conversions: tuple
+
+
+def traced_call(fn, args, *, dps=DEFAULT_DPS, namespace_aware=None):
+    """Like :func:`call`, recording what left the working precision instead of rejecting it.
+
+    Output elements that are floats (or mpmath numbers of another context) are converted
+    exactly and listed in :attr:`Traced.lost`, and every conversion of an :data:`MPF` to a
+    float during the call is listed in :attr:`Traced.conversions`.  Neither says on its own
+    whether the result is fake (a constant ``0.0``, a ``float()`` for an ``if``): two
+    evaluations at points a tiny step apart do (:func:`lost_precision`).
+
+    Raises
+    ------
+    HighPrecisionUnavailable
+        As :func:`call`, except for float or foreign-mpmath elements next to others.
+    """
+    global _TRACE
+    saved, _TRACE = _TRACE, []
+    try:
+        out = _run(fn, args, dps, namespace_aware)
+        conversions = tuple(_TRACE)
+    finally:
+        _TRACE = saved
+    out, lost = _normalize(out, lenient=True)
+    return Traced(out, lost, conversions)
+
+
+# Most specific first: one source line may hold several idioms.
+_CAST_KINDS = (
+    (re.compile(r"float32|float16|half|single"), "a float32/float16 buffer or cast"),
+    (re.compile(r"(?<![\w.])float\("), "float()"),
+    (re.compile(r"\bmath\.\w+\("), "a math.* function (it works on Python floats)"),
+    (re.compile(r"float64\(|\bdouble\("), "np.float64(...)"),
+    (re.compile(r"\b(asarray|array|asanyarray|ascontiguousarray)\("), "a cast to a float array (np.asarray/np.array(..., dtype=float))"),
+    (re.compile(r"\.astype\("), "a cast (.astype(float))"),
+    (re.compile(r"\]\s*(?:[-+*/@]|//|\*\*)?=(?!=)|__setitem__|\bout\s*=|\bput\(|\bcopyto\("),
+     "a write into a float64 scratch buffer (np.zeros(shape)/np.empty/np.zeros_like of a float array)"),
+)
+
+
+def describe_conversion(site):
+    """A readable name of the idiom that converted an MPF to float at ``site``, and where."""
+    name, line, source = site
+    kind = next((k for pattern, k in _CAST_KINDS if pattern.search(source)), "a conversion to a Python/NumPy float")
+    where = f"{os.path.basename(name)}:{line}" + (f" `{source}`" if source else "")
+    return f"{kind} at {where}"
+
+
+def lost_precision(center, moved):
+    """Why ``moved`` (an evaluation at a point near ``center``'s) shows lost precision, or "".
+
+    Both are :class:`Traced` at one precision.  Precision was lost on the way from the
+    inputs that differ between the two points if a value converted to float differs (or
+    the conversions differ in number), or an output element that was a float changed.
+    """
+    a, b = center.conversions, moved.conversions
+    for k in range(max(len(a), len(b))):
+        if k >= len(a) or k >= len(b) or a[k][0] != b[k][0]:
+            site = (b if k < len(b) else a)[k][1]
+            return (f"precision lost: a value that depends on this input was rounded to float64 by "
+                    f"{describe_conversion(site)}; keep the input's dtype (np.zeros_like(x), "
+                    "xp.zeros(shape, dtype=x.dtype), no float()/astype/np.asarray(..., dtype=float)) "
+                    "so the high-precision run stays in mpmath numbers")
+    if center.lost != moved.lost:
+        ka = {k: v for k, v in center.lost}
+        kb = {k: v for k, v in moved.lost}
+        j = min(k for k in set(ka) | set(kb) if ka.get(k) != kb.get(k))
+        return (f"precision lost: output element {j} is a Python/NumPy float (or an mpmath number "
+                "of another context) that changes with this input; build it from the inputs' "
+                "mpmath numbers instead")
+    return ""
 
 
 def evaluate(fn, inputs, *, dps=DEFAULT_DPS, namespace_aware=None):

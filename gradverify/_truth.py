@@ -13,41 +13,160 @@ function's smooth extension. Where ``|R - L|`` exceeds ``10**(-dps/4)`` relative
 is a kink at any resolution float64 can see, and ``[min(L, R), max(L, R)]`` is the bracket
 a subgradient must lie in.
 
-Per-element truth costs four evaluations per input element, so it is for small inputs;
-directional truth costs four per direction whatever the size.
+Per-element truth costs five evaluations per input element (four, and the probe below),
+so it is for small inputs; directional truth costs five per direction whatever the size.
+
+Integrity
+---------
+A truth is only as real as the precision ``fn`` keeps. Code that runs fine in float64 can
+silently round the mpmath numbers back to float64 (a scratch buffer ``np.zeros(shape)``
+written element by element, ``astype(float)``, ``np.asarray(x, dtype=float)``, ``float()``,
+``math.*``) while later steps still produce mpmath-valued output. So every derivative is
+checked, per element or direction, before it counts as truth:
+
+* **conversions**: each evaluation records every ``float()`` of an mpmath number
+  (:func:`gradverify._highprec.traced_call`); if a converted value, or an output element
+  that is a Python float, differs between ``x`` and ``x + s h``, the derivative passed
+  through float64 on its way;
+* **probe**: ``phi`` must move under a step ``t = 10**(-5 dps / 8) * scale`` (1e-25 at 40
+  digits), far below float64's resolution, as the derivative says: ``(phi(t) - phi(0)) / t``
+  matches the right-sided derivative to ``PROBE_RTOL``, or to the rounding noise.
+
+Where either fails, or an evaluation near ``x`` fails, that element has no truth (NaN) and
+:attr:`TruthValues.note` says why and names the likely idiom; the finite differences decide
+there. The probe costs one evaluation per element or direction, plus one at ``x`` per
+precision used.
+
+Near kinks
+----------
+A kink closer to ``x`` than the step (a hinge whose float64 margin is exactly 0 while the
+exact margin is 1e-17) shows a jump at the normal step that the closer look loses: the
+truth is then the smooth derivative on ``x``'s side, while float64 (finite differences,
+the textbook subgradient) cannot tell the two sides apart. Such elements have
+``near_kink`` set and ``[coarse_lo, coarse_hi]``, the one-sided derivatives at the normal
+step, taken from differences that do not straddle the kink; a subgradient anywhere in that
+bracket is as right as float64 can tell.
+
+Errors
+------
+:class:`HighPrecisionPhi` raises :class:`~gradverify._errors.HighPrecisionUnavailable` only
+from its constructor (``fn`` cannot run on mpmath arrays at ``x`` at all, or returns a
+float array). :meth:`~HighPrecisionPhi.elementwise` and :meth:`~HighPrecisionPhi.directional`
+never raise it: failures are per-element notes.
 """
 
+import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from gradverify import _highprec
+from gradverify._errors import HighPrecisionUnavailable
 
 
 # The most digits the truth adds on its own for one derivative.
 MAX_EXTRA_DIGITS = 400
+# The integrity probe steps 10**(-PROBE_EXPONENT * dps) times the element's scale.
+PROBE_EXPONENT = 5 / 8
+# How closely the probe's slope must match the derivative (beyond the rounding noise).
+PROBE_RTOL = 1e-8
+
+_FIELDS = ("center", "lo", "hi", "kink", "note", "near_kink", "coarse_lo", "coarse_hi")
 
 
 @dataclass
 class TruthValues:
-    center: np.ndarray  # NaN where there is no truth
+    """The truth per element (or direction); NaN ``center`` where there is none.
+
+    Attributes
+    ----------
+    center, lo, hi : numpy.ndarray
+        The derivative, and at a kink the bracket ``[lo, hi]`` a subgradient must lie in
+        (``lo == hi == center`` elsewhere). NaN where there is no truth.
+    kink : numpy.ndarray of bool
+        A kink at ``x`` at every resolution the truth looked at.
+    note : numpy.ndarray of str
+        Why there is no truth (the integrity check failed, the evaluation failed near ``x``,
+        it never settled); ``""`` where there is a truth or none was computed.
+    near_kink : numpy.ndarray of bool
+        A jump at the normal step that vanished at the closer look: a kink within the step
+        (~1e-13 relative) of ``x``, which float64 cannot place on either side.
+    coarse_lo, coarse_hi : numpy.ndarray
+        Where ``near_kink``, the one-sided derivatives at the normal step (the bracket
+        float64 sees); NaN elsewhere.
+    """
+
+    center: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
     kink: np.ndarray
+    note: np.ndarray = None
+    near_kink: np.ndarray = None
+    coarse_lo: np.ndarray = None
+    coarse_hi: np.ndarray = None
+
+    def __post_init__(self):
+        n = len(self.center)
+        if self.note is None:
+            self.note = np.full(n, "", dtype=object)
+        if self.near_kink is None:
+            self.near_kink = np.zeros(n, dtype=bool)
+        if self.coarse_lo is None:
+            self.coarse_lo = np.full(n, np.nan)
+        if self.coarse_hi is None:
+            self.coarse_hi = np.full(n, np.nan)
 
     @classmethod
-    def unknown(cls, n):
+    def unknown(cls, n, note=""):
+        """``n`` elements without a truth, each with ``note`` as the reason."""
         nan = np.full(n, np.nan)
-        return cls(center=nan, lo=nan.copy(), hi=nan.copy(), kink=np.zeros(n, dtype=bool))
+        return cls(center=nan, lo=nan.copy(), hi=nan.copy(), kink=np.zeros(n, dtype=bool),
+                   note=np.full(n, note, dtype=object))
+
+    @property
+    def has_truth(self):
+        return np.isfinite(self.center)
 
     def fill(self, indices, other):
-        for name in ("center", "lo", "hi", "kink"):
+        """Copy every field of ``other`` (one row per index) into ``indices``."""
+        for name in _FIELDS:
             getattr(self, name)[indices] = getattr(other, name)
+
+    def drop(self, indices, note):
+        """Take the truth away from ``indices``, with ``note`` as the reason."""
+        for name in ("center", "lo", "hi", "coarse_lo", "coarse_hi"):
+            getattr(self, name)[indices] = np.nan
+        self.kink[indices] = False
+        self.near_kink[indices] = False
+        self.note[indices] = note
+
+
+@dataclass
+class _Stencil:
+    center: object
+    left: object
+    right: object
+    outer_left: object  # (phi(-h) - phi(-2h)) / h: the slope left of a kink within h
+    outer_right: object
+    kink: bool
+    uneven: bool
+    noise: object
+    size: object
+
+
+class _Lost(Exception):
+    """An element's truth is not real; the message says why."""
 
 
 class HighPrecisionPhi:
-    """``phi`` evaluated at high precision around a fixed float64 point."""
+    """``phi = sum(v * fn(x))`` evaluated at high precision around a fixed float64 point.
+
+    The constructor evaluates ``fn`` at ``x`` and raises
+    :class:`~gradverify._errors.HighPrecisionUnavailable` when that is impossible; the
+    derivative methods never raise it (see the module notes). ``calls`` counts the
+    high-precision evaluations of ``fn`` made so far.
+    """
 
     def __init__(self, fn, inputs, cotangent, *, dps, floating):
         self.fn = fn
@@ -56,21 +175,51 @@ class HighPrecisionPhi:
         self.ctx = ctx
         self.base = [_highprec.to_hp(x) if fl else x for x, fl in zip(inputs, floating)]
         self.v = np.asarray(cotangent, dtype=np.float64).reshape(-1)
+        self.calls = 0
         started = time.perf_counter()
-        out = _highprec.call(fn, self.base, dps=dps)
+        phi0, traced = self._evaluate(self.base, dps)
         self.seconds_per_call = time.perf_counter() - started
+        self._centers = {dps: (phi0, traced)}
+        self.phi0 = phi0
         with ctx.workdps(dps):
-            flat = out.reshape(-1)
-            self.phi0 = ctx.fdot(flat, self.v)
+            flat = traced.out.reshape(-1)
             self.magnitude = ctx.fsum(abs(o * w) for o, w in zip(flat, self.v))
 
-    def _phi(self, args, dps):
-        out = _highprec.call(self.fn, args, dps=dps)
+    def _evaluate(self, args, dps):
+        """``(phi, Traced)`` at ``args``; raises HighPrecisionUnavailable."""
+        self.calls += 1
+        # Copies: user code that writes into its arguments must not move the base point.
+        args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        traced = _highprec.traced_call(self.fn, args, dps=dps)
+        flat = traced.out.reshape(-1)
+        if flat.size != self.v.size:
+            msg = f"fn returned {flat.size} elements at a point near x but {self.v.size} at x"
+            raise HighPrecisionUnavailable(msg)
         with self.ctx.workdps(dps):
-            return self.ctx.fdot(out.reshape(-1), self.v)
+            return self.ctx.fdot(flat, self.v), traced
+
+    def _center(self, dps):
+        if dps not in self._centers:
+            self._centers[dps] = self._evaluate(self.base, dps)
+        return self._centers[dps]
 
     def _derivative(self, shifted, scale, extra_digits=0):
-        """The five-point results along one coordinate or direction; ``shifted(t, dps)`` evaluates.
+        """One row of :class:`TruthValues` along one coordinate or direction.
+
+        ``shifted(t, dps)`` returns ``(phi, Traced)`` at ``x + t e``. Never raises
+        HighPrecisionUnavailable: a failure is the row's note.
+        """
+        try:
+            return self._checked_derivative(shifted, scale, extra_digits)
+        except _Lost as lost:
+            note = str(lost)
+        except HighPrecisionUnavailable as exc:
+            note = f"the high-precision evaluation failed near x: {exc}"
+        nan = math.nan
+        return nan, nan, nan, False, f"no truth: {note}", False, nan, nan
+
+    def _checked_derivative(self, shifted, scale, extra_digits):
+        """The five-point results, then the integrity probe.
 
         Two retries, each at most a few times:
 
@@ -82,9 +231,10 @@ class HighPrecisionPhi:
         * a jump between the one-sided derivatives, or a centered value that disagrees with
           them, is looked at once more with a step a million times smaller (and 12 more
           digits): a real kink keeps its jump, while a point merely close to a singularity
-          or a kink (``sqrt`` at 1e-10) loses it. Where the one-sided values agree and the
-          centered one still does not (the second derivative jumps: ``g / (|g| + eps)`` at
-          0), their mean is the derivative: each side's formula sees only its smooth half.
+          or a kink (``sqrt`` at 1e-10) loses it (``near_kink`` when it was a jump). Where
+          the one-sided values agree and the centered one still does not (the second
+          derivative jumps: ``g / (|g| + eps)`` at 0), their mean is the derivative: each
+          side's formula sees only its smooth half.
         """
         ctx = self.ctx
         dps = self.dps + extra_digits
@@ -92,27 +242,44 @@ class HighPrecisionPhi:
             h = ctx.mpf(10) ** (-ctx.mpf(self.dps) / 3) * ctx.mpf(float(scale))
             natural = self.magnitude / abs(ctx.mpf(float(scale)))
         looked_closer = False
+        normal = None
         for _ in range(6):
-            center, lo, hi, kink, uneven, noise, size = self._five_point(shifted, h, dps)
+            st = self._five_point(shifted, h, dps)
+            if not looked_closer:
+                normal = st
             with ctx.workdps(dps):
-                wanted = ctx.mpf(10) ** (-ctx.mpf(self.dps) / 2) * max(size, ctx.mpf(10) ** (-ctx.mpf(self.dps) / 2) * natural)
-                missing = int(ctx.ceil(ctx.log10(noise / wanted))) if noise > wanted > 0 else 0
+                wanted = ctx.mpf(10) ** (-ctx.mpf(self.dps) / 2) * max(st.size, ctx.mpf(10) ** (-ctx.mpf(self.dps) / 2) * natural)
+                missing = int(ctx.ceil(ctx.log10(st.noise / wanted))) if st.noise > wanted > 0 else 0
             if missing > 0 and dps < self.dps + MAX_EXTRA_DIGITS:
                 dps += missing + 5
-            elif (kink or uneven) and not looked_closer:
+            elif (st.kink or st.uneven) and not looked_closer:
                 h, dps, looked_closer = h * ctx.mpf(10) ** -6, dps + 12, True
             else:
                 break
-        if uneven and not kink:
+        center = st.center
+        if st.uneven and not st.kink:
             with ctx.workdps(dps):
-                center = (lo + hi) / 2
-        return float(center), float(lo), float(hi), bool(kink)
+                center = (st.left + st.right) / 2
+        self._probe(shifted, scale, st.right, dps, natural)
+        near = bool(looked_closer and normal.kink and not st.kink)
+        coarse = (math.nan, math.nan)
+        if near:
+            sides = [float(normal.left), float(normal.right), float(normal.outer_left), float(normal.outer_right)]
+            coarse = (min(sides), max(sides))
+        lo, hi = min(st.left, st.right), max(st.left, st.right)
+        return float(center), float(lo), float(hi), bool(st.kink), "", near, *coarse
 
     def _five_point(self, shifted, h, dps):
         ctx = self.ctx
-        p1, m1, p2, m2 = (shifted(s * h, dps) for s in (1, -1, 2, -2))
-        # phi(x) is kept at the base precision; at more digits it is evaluated again.
-        f0 = self.phi0 if dps == self.dps else shifted(0, dps)
+        f0, c_tr = self._center(dps)
+        phis = []
+        for s in (1, -1, 2, -2):
+            phi, tr = shifted(s * h, dps)
+            note = _highprec.lost_precision(c_tr, tr)
+            if note:
+                raise _Lost(note)
+            phis.append(phi)
+        p1, m1, p2, m2 = phis
         with ctx.workdps(dps):
             center = (m2 - 8 * m1 + 8 * p1 - p2) / (12 * h)
             right = (-3 * f0 + 4 * p1 - p2) / (2 * h)
@@ -123,7 +290,36 @@ class HighPrecisionPhi:
             threshold = ctx.mpf(10) ** (-ctx.mpf(self.dps) / 4) * size + noise
             kink = abs(right - left) > threshold
             uneven = abs(center - (left + right) / 2) > threshold
-        return center, min(left, right), max(left, right), kink, uneven, noise, size
+            outer_right, outer_left = (p2 - p1) / h, (m1 - m2) / h
+        return _Stencil(center, left, right, outer_left, outer_right, bool(kink), bool(uneven), noise, size)
+
+    def _probe(self, shifted, scale, right, dps, natural):
+        """Raise _Lost unless ``phi`` follows a step far below float64's resolution as ``right`` says."""
+        ctx = self.ctx
+        exponent = PROBE_EXPONENT * self.dps
+        # As many more digits as the probe step is below the five-point one: the same noise.
+        dps = dps + int(math.ceil(exponent - self.dps / 3))
+        with ctx.workdps(dps):
+            t = ctx.mpf(10) ** (-ctx.mpf(exponent)) * ctx.mpf(float(scale))
+        f0, c_tr = self._center(dps)
+        ft, tr = shifted(t, dps)
+        note = _highprec.lost_precision(c_tr, tr)
+        if note:
+            raise _Lost(note)
+        with ctx.workdps(dps):
+            slope = (ft - f0) / t
+            noise = ctx.mpf(10) ** (6 - dps) * self.magnitude / t
+            floor = ctx.mpf(10) ** (-ctx.mpf(self.dps) / 2) * natural
+            ok = abs(slope - right) <= PROBE_RTOL * max(abs(slope), abs(right)) + noise + floor
+        if not ok:
+            msg = (
+                f"precision lost: the output does not follow a step of {10 ** -exponent:.0e} (relative) "
+                f"in this input as its derivative {float(right):.6g} says (it moves at {float(slope):.6g}); "
+                "something inside the function rounds to float64 without a float() call: mpmath's "
+                "global functions (mpmath.exp), a quantization, or a float64/float32 scratch buffer or "
+                "cast (np.zeros(shape) written element by element, .astype(float), np.asarray(..., dtype=float))"
+            )
+            raise _Lost(msg)
 
     def elementwise(self, i, scales, input_scale, indices=None, extra_digits=0):
         """Truth for the elements ``indices`` (default all) of input ``i``.
@@ -149,7 +345,7 @@ class HighPrecisionPhi:
                     moved[k] = flat[k] + t
                 args = list(self.base)
                 args[i] = moved.reshape(base.shape)
-                return self._phi(args, dps)
+                return self._evaluate(args, dps)
 
             rows.append(self._derivative(shifted, scales[k], int(extra[k])))
         return _values(rows)
@@ -166,7 +362,7 @@ class HighPrecisionPhi:
                     for i, di in d.items():
                         flat = self.base[i].reshape(-1)
                         args[i] = (flat + t * _highprec.to_hp(di)).reshape(self.base[i].shape)
-                return self._phi(args, dps)
+                return self._evaluate(args, dps)
 
             rows.append(self._derivative(shifted, 1.0, extra_digits))
         return _values(rows)
@@ -177,9 +373,10 @@ def confirm(values, suspicious, recompute, dps, atol, rounds=3):
 
     Cancellation inside ``fn`` (``log(1 + 1e-34)``) can exhaust any fixed precision without
     any sign in the result. So where the truth disagrees with the analytic gradient or the
-    finite difference, it is recomputed with ``dps``, ``3 dps``, ... more digits until two
-    successive precisions agree (to 1e-12 relative or ``atol``); an element that never
-    settles gets NaN, which the verdict reads as "no truth here". ``recompute(indices,
+    finite difference, it is recomputed with ``dps``, ``3 dps``, ... more digits (integrity
+    probe included) until two successive precisions agree (to 1e-12 relative or ``atol``);
+    an element that never settles, or whose recomputation has a note, has no truth
+    (NaN and a note), which the verdict reads as "no truth here". ``recompute(indices,
     extra_digits)`` (keywords) returns :class:`TruthValues` for those indices. Updates ``values``.
     """
     idx = np.flatnonzero(suspicious)
@@ -189,15 +386,38 @@ def confirm(values, suspicious, recompute, dps, atol, rounds=3):
             return values
         extra = 2 * extra + dps
         new = recompute(indices=idx, extra_digits=extra)
+        lost = new.note != ""
         agree = (new.kink == values.kink[idx]) & np.all(
             [np.abs(getattr(new, f) - getattr(values, f)[idx]) <= 1e-12 * np.abs(getattr(new, f)) + atol[idx] for f in ("center", "lo", "hi")],
             axis=0,
         )
         values.fill(idx, new)
-        idx = idx[~agree]
-    for f in ("center", "lo", "hi"):
-        getattr(values, f)[idx] = np.nan
+        idx = idx[~(agree | lost)]
+    note = (f"no truth: it kept changing with more digits (up to {extra} more than {dps}): "
+            "cancellation inside the function exhausts the precision")
+    values.drop(idx, note)
     return values
+
+
+def reexamine(values, contradicted, recompute, dps, atol, rounds=3):
+    """Re-derive a truth that contradicts two sides which agree with each other.
+
+    For the elements ``contradicted`` (the truth contradicts both the analytic value and the
+    finite difference while those two agree within the finite difference's error estimate),
+    the truth is never taken on trust: it is recomputed at ``dps``, ``3 dps``, ... more digits,
+    each time with the integrity checks (conversions and the probe, at that precision), as
+    :func:`confirm` does. It survives only if it settles and stays clean; otherwise it becomes
+    NaN with the reason in ``values.note``. A survivor with ``values.near_kink`` set is a kink
+    within float64 resolution: judge it against ``[coarse_lo, coarse_hi]`` too.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        The elements of ``contradicted`` that kept their truth.
+    """
+    contradicted = np.asarray(contradicted, dtype=bool)
+    confirm(values, contradicted, recompute, dps, atol, rounds)
+    return contradicted & values.has_truth
 
 
 def input_scale(x):
@@ -219,5 +439,10 @@ def element_scale(x):
 
 
 def _values(rows):
-    center, lo, hi, kink = (np.array(col) for col in zip(*rows)) if rows else [np.empty(0)] * 4
-    return TruthValues(center=center.astype(float), lo=lo.astype(float), hi=hi.astype(float), kink=kink.astype(bool))
+    cols = list(zip(*rows)) if rows else [()] * len(_FIELDS)
+    center, lo, hi, coarse_lo, coarse_hi = (np.array(cols[j], dtype=float) for j in (0, 1, 2, 6, 7))
+    kink, near = (np.array(cols[j], dtype=bool) for j in (3, 5))
+    note = np.empty(len(cols[4]), dtype=object)
+    note[:] = cols[4]
+    return TruthValues(center=center, lo=lo, hi=hi, kink=kink, note=note, near_kink=near,
+                       coarse_lo=coarse_lo, coarse_hi=coarse_hi)
