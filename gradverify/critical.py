@@ -36,6 +36,7 @@ Examples
 [-2.0, 2.0]
 """
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -91,7 +92,8 @@ class HessianEstimate:
     @property
     def error_norm(self):
         """Frobenius norm of ``error``: a bound on how far any eigenvalue may have moved (Weyl)."""
-        return float(np.sqrt(np.sum(self.error**2)))
+        with np.errstate(over="ignore", invalid="ignore"):  # inf or NaN when the estimate is
+            return float(np.sqrt(np.sum(self.error**2)))
 
 
 @dataclass
@@ -113,8 +115,11 @@ class HessianCheck:
     """The outcome of :func:`check_hessian` or :func:`check_hvp`.
 
     ``blame`` is ``"analytic"`` when the user's Hessian (or HVP) is off its reference (the
-    truth where there is one, else the finite differences of the gradient), ``"numerical"``
-    when only the finite differences are off the truth (the check still passes), else None.
+    truth where there is one, else the finite differences of the gradient) or holds NaN or
+    Inf (``nonfinite`` entries, counted among the failures), ``"numerical"`` when only the
+    finite differences are off the truth (the check still passes) or when no reference is
+    finite at some entry (``unresolved``: the check fails, since nothing was compared there),
+    else None. An entry whose truth is not finite is judged against the finite difference.
     """
 
     passed: bool
@@ -131,6 +136,9 @@ class HessianCheck:
     truth_note: str = ""
     seconds: float = 0.0
     failing: list = field(default_factory=list)  # (i, j) of a few more failing entries
+    nonfinite: int = 0  # entries where the analytic side is NaN or Inf (failures)
+    unresolved: int = 0  # entries where neither the truth nor the finite difference is finite
+    unresolved_at: list = field(default_factory=list)  # (i, j) of a few of them
 
     def __str__(self):
         what = "Hessian" if self.kind == "hessian" else "Hessian-vector product"
@@ -143,6 +151,11 @@ class HessianCheck:
                 )
         elif self.blame == "analytic":
             head = f"gradverify: FAILED: the analytic {what} of {self.function} is wrong (blame: analytic)"
+        elif self.unresolved:
+            head = (
+                f"gradverify: FAILED ({what} of {self.function}): no finite reference at {self.unresolved} entries"
+                " (grad_f, and f at high precision, are not finite within a step of x: x is at the edge of their domain)"
+            )
         else:
             head = f"gradverify: FAILED ({what} of {self.function})"
         lines = [head]
@@ -150,6 +163,13 @@ class HessianCheck:
             f"  {self.checked} entries checked, {self.failures} failing, {self.numerical_off} with the finite difference off the truth;"
             f" rtol={self.rtol:g}, max relative error {self.max_rel_error:.3g}"
         )
+        if self.nonfinite:
+            lines.append(f"  the analytic {what} holds NaN or Inf at {self.nonfinite} entries")
+        if self.unresolved:
+            lines.append(
+                f"  no finite reference (truth or finite difference) at {self.unresolved} entries, not judged: "
+                + ", ".join(f"({i}, {j})" for i, j in self.unresolved_at)
+            )
         lines.append(f"  truth: {self.truth}" + (f" ({self.truth_note})" if self.truth_note else ""))
         w = self.worst
         if w is not None:
@@ -170,7 +190,9 @@ class CriticalPoint:
 
     ``verdict`` is one of ``"local minimum"``, ``"local maximum"``, ``"saddle"``,
     ``"degenerate"`` (critical, but an eigenvalue is within ``etol`` of zero: the second
-    order cannot tell, and no guess is made) or ``"not critical"`` (``grad_norm > gtol``).
+    order cannot tell, and no guess is made), ``"not critical"`` (``grad_norm > gtol``) or
+    ``"nonfinite"`` (``f(x)``, ``grad_f(x)``, the finite-difference Hessian or ``hess_f(x)``
+    holds NaN or Inf: nothing can be said; ``note`` names which, ``eigenvalues`` is empty).
     For a saddle, ``escape_direction`` is the unit eigenvector of the most negative
     eigenvalue and ``demonstration`` rows ``(h, f(x + h d) - f(x), 0.5 * lambda * h**2)``.
     """
@@ -209,6 +231,8 @@ class TaylorOrder:
     ``expected`` is 2 without a Hessian, 3 with one; ``passed`` when the fitted order is at
     least ``expected - 0.5`` (a vanishing higher derivative along ``d`` raises it), or when
     the remainder is at rounding level throughout (``exact``: f is a polynomial of that degree).
+    When ``grad_f(x)``, ``hess_f(x)`` or ``f(x)`` is not finite, or fewer than three steps
+    leave ``f`` finite, ``order`` is NaN, ``passed`` False and ``note`` starts ``nonfinite:``.
     """
 
     order: float
@@ -380,12 +404,20 @@ def _fd_columns(grad_f, point, directions, steps):
             if nz.size == 1:
                 k = nz[0]
                 span = (xp_[k] - xm_[k]) / v[k]
-            gp, gm = _grad(grad_f, point, xp_), _grad(grad_f, point, xm_)
-            gmax = max(gmax, float(np.max(np.abs(gp))), float(np.max(np.abs(gm))))
-            cols.append((gp - gm) / span)
+            # A step may leave grad_f's domain (sqrt at 0): NumPy's warnings there are
+            # gradverify's doing, not the caller's (as in check_vjp's finite differences);
+            # the non-finite values they produce are reported by the callers.
+            with np.errstate(all="ignore"):
+                gp, gm = _grad(grad_f, point, xp_), _grad(grad_f, point, xm_)
+            # A gradient that is not finite near x gives a non-finite column (the callers
+            # report it); NumPy's warnings about inf - inf are not gradverify's to raise.
+            with np.errstate(invalid="ignore", over="ignore"):
+                gmax = max(gmax, float(np.max(np.abs(gp))), float(np.max(np.abs(gm))))
+                cols.append((gp - gm) / span)
             spans.append(span)
-        trunc = np.abs(cols[0] - cols[1]) / 3.0
-        rounding = 2.0 * ROUNDING_ULPS * eps * gmax / spans[1]
+        with np.errstate(invalid="ignore", over="ignore"):
+            trunc = np.abs(cols[0] - cols[1]) / 3.0
+            rounding = 2.0 * ROUNDING_ULPS * eps * gmax / spans[1]
         est.append(cols[1])
         err.append(trunc + rounding)
     return np.array(est), np.array(err)
@@ -397,9 +429,11 @@ def _fd_hessian(grad_f, point):
     cols, err = _fd_columns(grad_f, point, np.eye(n), steps)
     # Row k of cols is column k of the Hessian: d g / d x_k.
     h = cols.T
-    asym = np.abs(h - h.T) / 2.0
-    err = (err.T + err) / 2.0 + asym
-    return HessianEstimate(matrix=(h + h.T) / 2.0, error=err, step=steps)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite columns stay non-finite
+        asym = np.abs(h - h.T) / 2.0
+        err = (err.T + err) / 2.0 + asym
+        matrix = (h + h.T) / 2.0
+    return HessianEstimate(matrix=matrix, error=err, step=steps)
 
 
 # -- the high-precision Hessian -----------------------------------------------------------------
@@ -484,44 +518,60 @@ def _rtol(point, rtol):
 
 
 def _compare(a, num, num_err, truth, rtol, kind, name, truth_used, note, started, index):
-    """Entrywise verdicts; ``index(k) -> (i, j)`` names the flat entry ``k``."""
+    """Entrywise verdicts; ``index(k) -> (i, j)`` names the flat entry ``k``.
+
+    A non-finite analytic entry fails; an entry whose truth is not finite is judged against
+    the finite difference, and one where neither is finite is unresolved (the check fails).
+    """
     a, num, num_err = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (a, num, num_err))
     eps = _tolerances.eps_for("float64")
-    ref = truth.reshape(-1) if truth is not None else num
-    natural = float(np.max(np.abs(ref), initial=0.0))
-    noise = _tolerances.ANALYTIC_NOISE_ULPS * eps * natural
-    floor_num = (2.0 * num_err + noise) / rtol
-    rel_an = _tolerances.relative_error(a, num, floor_num)
-    if truth is not None:
-        t = truth.reshape(-1)
-        rel_at = _tolerances.relative_error(a, t, noise / rtol)
-        rel_nt = _tolerances.relative_error(num, t, floor_num)
-        bad = rel_at > rtol
-        off = rel_nt > rtol
-        judged = rel_at
-    else:
-        rel_at = rel_nt = None
-        bad = rel_an > rtol
-        off = np.zeros_like(bad)
-        judged = rel_an
+    a_ok = np.isfinite(a)
+    num_ok = np.isfinite(num) & np.isfinite(num_err)
+    t = None if truth is None else np.asarray(truth, dtype=np.float64).reshape(-1)
+    by_truth = np.zeros(a.shape, dtype=bool) if t is None else np.isfinite(t)
+    ref = num if t is None else np.where(by_truth, t, num)
+    ref_ok = by_truth | num_ok
+    judgeable = a_ok & ref_ok
+    # gradverify's arithmetic on the values as they are: NaN and Inf propagate into the
+    # relative errors of entries that are masked out below, without NumPy's warnings.
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        natural = float(np.max(np.abs(ref[ref_ok]), initial=0.0))
+        noise = _tolerances.ANALYTIC_NOISE_ULPS * eps * natural
+        floor_num = (2.0 * num_err + noise) / rtol
+        rel_an = _tolerances.relative_error(a, num, floor_num)
+        if t is not None:
+            rel_at = _tolerances.relative_error(a, t, noise / rtol)
+            rel_nt = _tolerances.relative_error(num, t, floor_num)
+            rel = np.where(by_truth, rel_at, rel_an)
+            off = by_truth & (~num_ok | (rel_nt > rtol))
+        else:
+            rel_at = rel_nt = None
+            rel = rel_an
+            off = np.zeros(a.shape, dtype=bool)
+        bad = ~a_ok | (judgeable & (rel > rtol))
+    unresolved = a_ok & ~ref_ok
+    judged = np.where(judgeable, rel, np.where(a_ok, 0.0, np.inf))
     worst = None
     if a.size:
-        k = int(np.argmax(judged))
+        # The worst entry: a non-finite analytic one, else a failing one, else an unresolved
+        # one, else the largest error.
+        priority = np.select([~a_ok, bad, unresolved], [3, 2, 1], 0)
+        k = int(np.lexsort((judged, priority))[-1])
         i, j = index(k)
         worst = WorstEntry(
             i=i,
             j=j,
             analytic=float(a[k]),
             numerical=float(num[k]),
-            truth=None if truth is None else float(ref[k]),
+            truth=None if t is None else float(t[k]),
             rel_analytic_numerical=float(rel_an[k]),
             rel_analytic_truth=None if rel_at is None else float(rel_at[k]),
             rel_numerical_truth=None if rel_nt is None else float(rel_nt[k]),
         )
-    failures, numerical_off = int(bad.sum()), int(off.sum())
-    blame = "analytic" if failures else ("numerical" if numerical_off else None)
+    failures, numerical_off, n_unresolved = int(bad.sum()), int(off.sum()), int(unresolved.sum())
+    blame = "analytic" if failures else ("numerical" if numerical_off or n_unresolved else None)
     return HessianCheck(
-        passed=failures == 0,
+        passed=failures == 0 and n_unresolved == 0,
         blame=blame,
         max_rel_error=float(np.max(judged, initial=0.0)),
         worst=worst,
@@ -535,6 +585,9 @@ def _compare(a, num, num_err, truth, rtol, kind, name, truth_used, note, started
         truth_note=note,
         seconds=time.perf_counter() - started,
         failing=[index(int(k)) for k in np.flatnonzero(bad)[:8]],
+        nonfinite=int((~a_ok).sum()),
+        unresolved=n_unresolved,
+        unresolved_at=[index(int(k)) for k in np.flatnonzero(unresolved)[:8]],
     )
 
 
@@ -602,9 +655,9 @@ def check_hessian(f, grad_f, hess_f, x, *, rtol=None, truth="auto", dps=DEFAULT_
     rtol = _rtol(point, rtol)
     truth = _truth_choice(truth)
     n = point.n
+    # A non-finite analytic entry is a failure of hess_f (blame analytic), as a non-finite
+    # gradient is in check_vjp: _compare counts it.
     user = _host(_call("hess_f", hess_f, point.array(point.host)), "hess_f", n * n)
-    if not np.all(np.isfinite(user)):
-        raise InvalidArgument("hess_f returned NaN or Inf at a finite point")
     fd = _fd_hessian(grad_f, point)
     hp, note = _maybe_truth(f, point, truth, dps, TRUTH_ELEMENTWISE_MAX)
     t = _truth_matrix(hp, point) if hp is not None else None
@@ -643,8 +696,6 @@ def check_hvp(f, grad_f, hvp, x, *, directions=3, rtol=None, truth="auto", dps=D
     scale = step_scale(point.host)
     vs = [rng.choice([-1.0, 1.0], size=n) * scale for _ in range(directions)]
     user = np.array([_host(_call("hvp", hvp, point.array(point.host), point.array(v)), "hvp", n) for v in vs])
-    if not np.all(np.isfinite(user)):
-        raise InvalidArgument("hvp returned NaN or Inf at a finite point")
     num, err = _fd_columns(grad_f, point, vs, [BASE_STEP] * len(vs))
     hp, note = _maybe_truth(f, point, truth, dps, TRUTH_HVP_MAX)
     t = None
@@ -682,6 +733,8 @@ def classify(f, grad_f, x, *, hess_f=None, gtol=None, etol=None):
     Returns
     -------
     CriticalPoint
+        ``verdict="nonfinite"`` (with the reason in ``note``) when ``f(x)``, ``grad_f(x)``,
+        ``grad_f`` within a finite-difference step of ``x``, or ``hess_f(x)`` is not finite.
     """
     _require_callable(f, "f")
     _require_callable(grad_f, "grad_f")
@@ -693,17 +746,38 @@ def classify(f, grad_f, x, *, hess_f=None, gtol=None, etol=None):
     n = point.n
     fx = _f_value(f, point, point.host)
     g = _grad(grad_f, point, point.host)
-    gnorm = float(np.linalg.norm(g))
+    with np.errstate(over="ignore", invalid="ignore"):
+        gnorm = float(np.linalg.norm(g))
     sqrt_eps = math.sqrt(np.finfo(np.float64).eps)
+    nonfinite = functools.partial(_nonfinite_point, point, gnorm, gtol, etol)
+    if not math.isfinite(fx):
+        return nonfinite(f"f(x) = {fx}: a point where f is not finite has no classification")
+    if not np.all(np.isfinite(g)):
+        return nonfinite(f"grad_f(x) holds NaN or Inf at index {_first_nonfinite(g, point.shape)}; pass a point where the gradient is finite")
     if gtol is None:
         gtol = sqrt_eps * max(1.0, abs(fx)) / input_scale(point.host)
+    nonfinite = functools.partial(_nonfinite_point, point, gnorm, gtol, etol)
     fd = _fd_hessian(grad_f, point)
     H, E = fd.matrix, fd.error
+    if not (np.all(np.isfinite(H)) and np.all(np.isfinite(E))):
+        bad = np.argwhere(~(np.isfinite(H) & np.isfinite(E)))[0]
+        msg = (
+            f"the finite-difference Hessian holds NaN or Inf at entry ({bad[0]}, {bad[1]}): grad_f is not finite"
+            f" within a step (about {float(np.max(fd.step)):.3g}) of x, which is at the edge of its domain"
+        )
+        return nonfinite(msg, H)
     if hess_f is not None:
         user = _host(_call("hess_f", hess_f, point.array(point.host)), "hess_f", n * n).reshape(n, n)
-        E = np.maximum(E, np.abs(user - H))
-        H = (user + user.T) / 2.0
-    enorm = float(np.sqrt(np.sum(E**2)))
+        if not np.all(np.isfinite(user)):
+            bad = np.argwhere(~np.isfinite(user))[0]
+            return nonfinite(f"hess_f(x) holds NaN or Inf at entry ({bad[0]}, {bad[1]})", user)
+        with np.errstate(over="ignore"):
+            E = np.maximum(E, np.abs(user - H))
+            H = (user + user.T) / 2.0
+    with np.errstate(over="ignore"):
+        enorm = float(np.sqrt(np.sum(E**2)))
+    if not (math.isfinite(enorm) and np.all(np.isfinite(H))):
+        return nonfinite(f"the Hessian or its error bound overflows float64 (error norm {enorm:.3g})", H)
     lam, vec = np.linalg.eigh(H)
     if etol is None:
         etol = max(SAFETY * enorm, sqrt_eps * float(np.max(np.abs(lam))))
@@ -740,9 +814,31 @@ def classify(f, grad_f, x, *, hess_f=None, gtol=None, etol=None):
         result.escape_eigenvalue = float(lam[0])
         scale = input_scale(point.host)
         for h in scale * np.array([1e-1, 1e-2, 1e-3]):
-            actual = _f_value(f, point, point.host + h * d) - fx
+            with np.errstate(all="ignore"):  # a step may leave f's domain: the row shows NaN
+                actual = _f_value(f, point, point.host + h * d) - fx
             result.demonstration.append((float(h), float(actual), float(0.5 * lam[0] * h * h)))
     return result
+
+
+def _first_nonfinite(values, shape):
+    k = int(np.flatnonzero(~np.isfinite(values))[0])
+    return tuple(int(j) for j in np.unravel_index(k, shape))
+
+
+def _nonfinite_point(point, gnorm, gtol, etol, note, hessian=None):
+    """The ``"nonfinite"`` verdict: nothing is classified, no eigenvalue is computed."""
+    n = point.n
+    return CriticalPoint(
+        verdict="nonfinite",
+        grad_norm=gnorm,
+        gtol=math.nan if gtol is None else gtol,
+        critical=False,
+        eigenvalues=np.empty(0),
+        etol=math.nan if etol is None else etol,
+        hessian=np.full((n, n), np.nan) if hessian is None else hessian,
+        hessian_error=math.nan,
+        note=note,
+    )
 
 
 # -- Taylor order ----------------------------------------------------------------------------------
@@ -787,13 +883,27 @@ def taylor_order(f, grad_f, x, d, *, hess_f=None, steps=None, dps=DEFAULT_DPS):
     steps = np.asarray(steps, dtype=np.float64).reshape(-1)
     if steps.size < 3 or not np.all(steps > 0) or not np.all(np.isfinite(steps)):
         raise InvalidArgument("steps must hold at least 3 positive finite step sizes")
+    expected = 3 if hess_f is not None else 2
+
+    def nonfinite(why, rows=(), high=False):
+        return TaylorOrder(order=math.nan, expected=expected, passed=False, exact=False, table=list(rows), high_precision=high, note=f"nonfinite: {why}")
+
     g = _grad(grad_f, point, point.host)
-    slope = float(g @ dv)
+    if not np.all(np.isfinite(g)):
+        return nonfinite(f"grad_f(x) holds NaN or Inf at index {_first_nonfinite(g, point.shape)}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        slope = float(g @ dv)
     curv, curv_size = 0.0, 0.0
     if hess_f is not None:
         H = _host(_call("hess_f", hess_f, point.array(point.host)), "hess_f", point.n**2).reshape(point.n, point.n)
-        curv = float(dv @ H @ dv)
-        curv_size = float(np.abs(dv) @ np.abs(H) @ np.abs(dv))
+        if not np.all(np.isfinite(H)):
+            bad = np.argwhere(~np.isfinite(H.reshape(point.n, point.n)))[0]
+            return nonfinite(f"hess_f(x) holds NaN or Inf at entry ({bad[0]}, {bad[1]})")
+        with np.errstate(over="ignore", invalid="ignore"):
+            curv = float(dv @ H @ dv)
+            curv_size = float(np.abs(dv) @ np.abs(H) @ np.abs(dv))
+    if not (math.isfinite(slope) and math.isfinite(curv) and math.isfinite(curv_size)):
+        return nonfinite(f"the Taylor terms overflow float64 (g·d = {slope:.3g}, dᵀHd = {curv:.3g})")
     high, note = True, ""
     try:
         ctx = _highprec.CTX
@@ -820,17 +930,28 @@ def taylor_order(f, grad_f, x, d, *, hess_f=None, steps=None, dps=DEFAULT_DPS):
         f0 = _f_value(f, point, point.host)
         rows = []
         for h in steps:
-            fh = _f_value(f, point, point.host + h * dv)
-            rows.append((float(h), fh - f0 - h * slope - h * h * curv / 2.0))
+            with np.errstate(all="ignore"):  # a step may leave f's domain; reported below
+                fh = _f_value(f, point, point.host + h * dv)
+            with np.errstate(over="ignore", invalid="ignore"):  # f not finite at x + h d: r is NaN
+                rows.append((float(h), float(fh - f0 - h * slope - h * h * curv / 2.0)))
         noise = 16 * np.finfo(np.float64).eps * max(1.0, abs(f0))
-    expected = 3 if hess_f is not None else 2
     hs = np.array([h for h, _ in rows])
     rs = np.abs(np.array([r for _, r in rows]))
+    if not math.isfinite(float(f0)):
+        return nonfinite(f"f(x) = {float(f0)}", rows, high)
+    finite = np.isfinite(rs)
+    if not finite.all():
+        # Steps that left f's domain are left out of the fit; with fewer than three left
+        # the order is not measured (never "exact" on the strength of NaN).
+        lost = ", ".join(f"{h:.3g}" for h in hs[~finite])
+        note = (note + "; " if note else "") + f"f(x + h d) is not finite at h = {lost}; those steps are left out"
+        if finite.sum() < 3:
+            return nonfinite(f"f(x + h d) is not finite at h = {lost}; fewer than three steps remain (pass smaller steps=)", rows, high)
     # The float64 gradient and Hessian carry rounding of their own: a remainder at that level
     # (h times ulps of |g||d|) is what an exact polynomial leaves, not an order.
     eps = float(np.finfo(np.float64).eps)
     carried = _tolerances.ANALYTIC_NOISE_ULPS * eps * (hs * float(np.abs(g) @ np.abs(dv)) + hs * hs * curv_size / 2.0)
-    usable = rs > noise + carried
+    usable = finite & (rs > noise + carried)
     if usable.sum() < 2:
         return TaylorOrder(order=math.inf, expected=expected, passed=True, exact=True, table=rows, high_precision=high, note=note)
     # The asymptotic regime is at the small steps: fit the finer half of the usable ones

@@ -1,6 +1,8 @@
 """gradverify.critical: Hessians, HVPs, critical points and Taylor orders."""
 
 import doctest
+import math
+import warnings
 
 import array_api_strict
 import numpy as np
@@ -349,3 +351,126 @@ def test_user_function_errors_are_wrapped():
 
     with pytest.raises(gradverify.UserFunctionError, match="grad_f raised RuntimeError: kaput"):
         critical.hessian(_ok, boom, X)
+
+
+# -- non-finite values: a named verdict, never a confident classification ---------------------------
+
+
+def _saddle_f(w):
+    return (1.0 - w[0] * w[1]) ** 2
+
+
+def _saddle_g(w):
+    return np.array([-2 * w[1] * (1 - w[0] * w[1]), -2 * w[0] * (1 - w[0] * w[1])])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"f": lambda w: np.nan}, "f(x) = nan"),
+        ({"f": lambda w: np.inf}, "f(x) = inf"),
+        ({"grad_f": lambda w: np.array([np.nan, 0.0])}, "grad_f(x) holds NaN or Inf at index (0,)"),
+        # finite at x, NaN a step away: x at the edge of grad_f's domain
+        ({"grad_f": lambda w: np.where(w == 0, _saddle_g(w), np.nan)}, "the finite-difference Hessian holds NaN or Inf"),
+        ({"hess_f": lambda w: np.array([[np.nan, -2.0], [-2.0, 0.0]])}, "hess_f(x) holds NaN or Inf at entry (0, 0)"),
+        ({"hess_f": lambda w: np.array([[0.0, -2.0], [-np.inf, 0.0]])}, "hess_f(x) holds NaN or Inf at entry (1, 0)"),
+    ],
+)
+def test_classify_says_nonfinite(kwargs, reason):
+    f = kwargs.pop("f", _saddle_f)
+    g = kwargs.pop("grad_f", _saddle_g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # gradverify's own arithmetic on NaN warns nowhere
+        c = critical.classify(f, g, np.zeros(2), **kwargs)
+    assert c.verdict == "nonfinite" and not c.critical
+    assert reason in c.note
+    assert c.eigenvalues.size == 0 and c.escape_direction is None
+    assert "critical point: nonfinite" in str(c) and reason in str(c)
+
+
+def test_classify_still_classifies_the_finite_saddle():
+    c = critical.classify(_saddle_f, _saddle_g, np.zeros(2), hess_f=lambda w: np.array([[0.0, -2.0], [-2.0, 0.0]]))
+    assert c.verdict == "saddle"
+
+
+def test_check_hessian_fails_a_nonfinite_analytic_hessian():
+    x = np.array([1.0, -2.0])
+    for bad in (np.nan, np.inf):
+        hess = lambda x, bad=bad: np.diag(6 * x) + np.array([[0.0, bad], [0.0, 0.0]])
+        r = critical.check_hessian(lambda x: np.sum(x**3), lambda x: 3 * x**2, hess, x)
+        assert not r.passed and r.blame == "analytic"
+        assert r.nonfinite == 1 and r.failures == 1 and r.failing == [(0, 1)]
+        assert (r.worst.i, r.worst.j) == (0, 1)
+        assert "holds NaN or Inf at 1 entries" in str(r)
+        with pytest.raises(GradientMismatch):
+            critical.assert_hessian(lambda x: np.sum(x**3), lambda x: 3 * x**2, hess, x)
+
+
+def test_check_hvp_fails_a_nonfinite_analytic_hvp():
+    r = critical.check_hvp(lambda x: np.sum(x**3), lambda x: 3 * x**2, lambda x, v: 6 * x * v * np.nan, np.array([1.0, -2.0]))
+    assert not r.passed and r.blame == "analytic" and r.nonfinite == r.checked == 6
+    assert not math.isfinite(r.max_rel_error)
+
+
+def _grad_nan_below_zero(x):
+    return np.where(x >= 0, 2 * x, np.nan)  # grad of sum(x**2), NaN off x >= 0
+
+
+def test_check_hessian_with_a_nonfinite_reference_does_not_pass():
+    # x0 = 0: grad_f at x0 - h is NaN, so the finite-difference entry (0, 0) is NaN. Without
+    # the truth nothing is compared there: unresolved, the check fails (blame numerical).
+    x = np.array([0.0, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = critical.check_hessian(_ok, _grad_nan_below_zero, lambda x: 2 * np.eye(2), x, truth="off")
+    assert not r.passed and r.blame == "numerical"
+    assert r.unresolved == 1 and r.unresolved_at == [(0, 0)] and r.failures == 0
+    assert "no finite reference" in str(r)
+    # A wrong analytic Hessian is still caught where the reference is finite.
+    r = critical.check_hessian(_ok, _grad_nan_below_zero, lambda x: 3 * np.eye(2), x, truth="off")
+    assert not r.passed and r.blame == "analytic" and (1, 1) in r.failing
+
+
+def test_check_hessian_judges_against_the_truth_where_the_finite_difference_is_nonfinite():
+    x = np.array([0.0, 1.0])
+    r = critical.check_hessian(_ok, _grad_nan_below_zero, lambda x: 2 * np.eye(2), x)
+    assert r.truth == "elementwise"
+    assert r.passed and r.unresolved == 0 and r.numerical_off == 1 and r.blame == "numerical"
+
+
+def test_check_hessian_with_nonfinite_truth_and_reference_fails():
+    # sqrt at 0: f at 0 - h is NaN at high precision, grad_f there too; a made-up analytic
+    # Hessian of zeros used to pass on NaN comparisons.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = critical.check_hessian(lambda x: np.sum(np.sqrt(x)), lambda x: 0.5 / np.sqrt(x), lambda x: np.zeros((2, 2)), np.array([0.0, 1.0]))
+    assert not r.passed
+    assert r.unresolved >= 1 and (0, 0) in r.unresolved_at
+    assert (1, 1) in r.failing  # -0.25 at x1 = 1, judged against the finite truth
+
+
+def test_check_hvp_with_a_nonfinite_reference_does_not_pass():
+    r = critical.check_hvp(_ok, _grad_nan_below_zero, lambda x, v: 2 * v, np.array([0.0, 1.0]), truth="off")
+    assert not r.passed and r.blame == "numerical" and r.unresolved >= 1
+
+
+def test_taylor_order_never_calls_nan_exact():
+    x, d = np.array([0.3, -0.5]), np.array([1.0, 2.0])
+    t = critical.taylor_order(lambda x: np.sum(np.sin(x)), lambda x: np.cos(x) * np.nan, x, d)
+    assert not t.passed and not t.exact and math.isnan(t.order) and t.note.startswith("nonfinite: grad_f(x)")
+    t = critical.taylor_order(lambda x: np.sum(np.sin(x)), np.cos, x, d, hess_f=lambda x: np.full((2, 2), np.inf))
+    assert not t.passed and "hess_f(x) holds NaN or Inf" in t.note
+    t = critical.taylor_order(lambda x: np.nan * np.sum(x), lambda x: x, x, d)
+    assert not t.passed and not t.exact and "f(x) = nan" in t.note
+    assert "nonfinite" in str(t) and "WRONG" in str(t)
+
+
+def test_taylor_order_leaves_out_steps_off_the_domain():
+    # log at 0.01 along -e0: the three large steps leave the domain (NaN), the rest fit.
+    steps = [0.1, 0.05, 0.02, 1e-3, 5e-4, 2.5e-4, 1e-4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = critical.taylor_order(lambda x: np.sum(np.log(x)), lambda x: 1 / x, np.array([0.01, 1.0]), np.array([-1.0, 0.0]), steps=steps)
+    assert t.passed and abs(t.order - 2) < 0.3 and "left out" in t.note
+    t = critical.taylor_order(lambda x: np.sum(np.log(x)), lambda x: 1 / x, np.array([0.01, 1.0]), np.array([-1.0, 0.0]), steps=steps[:5])
+    assert not t.passed and "fewer than three steps remain" in t.note
