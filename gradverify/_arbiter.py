@@ -41,7 +41,7 @@ class Limits:
     """How much more evidence one arbiter may ask for."""
 
     spot_truth: int = 16  # elements given a truth when the truth does not cover them all
-    split_parts: int = 64  # finite differences per direction when splitting at kinks
+    split_parts: int = 512  # finite differences per direction when splitting at kinks
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,9 @@ class Sources:
         """A new Stencil whose errors at ``indices`` include the spread over steps."""
         return None
 
-    def split(self, k):
-        """For direction ``k``: ``(lo, hi, error)`` of ``<g, d_k>`` over the subgradients,
-        and the analytic value's own parts; None when the budget runs out."""
+    def split(self, k, judge_part, max_parts):
+        """Direction ``k`` judged part by part: ``("wrong", detail)``, ``("ok", (lo, hi,
+        error))`` or None when ``max_parts`` finite differences did not settle it."""
         return None
 
 
@@ -133,22 +133,31 @@ def arbitrate(a, evidence, sources, *, rtol, eps, natural, limits=Limits()):
     kinked = np.flatnonzero(verdicts.wrong & _kink(fd, truth)) if sources.directional else np.empty(0, dtype=int)
     if kinked.size:
         fd = _replace(fd)
-        resolved = 0
-        for k in kinked:
-            got = sources.split(k)
-            if got is None:
-                # No sound bracket within the budget: unresolved, never blamed.
-                fd.estimate[k] = np.nan
-                continue
-            lo, hi, err = got
-            fd.kink[k], fd.lo[k], fd.hi[k], fd.estimate[k] = True, lo, hi, 0.5 * (lo + hi)
-            fd.trunc[k], fd.rounding[k] = err, 0.0
-            resolved += 1
         if truth is not None:
             truth = _replace(truth)
-            truth.center[kinked] = np.nan  # the line's one-sided slopes are too narrow a bracket
-        notes.append(f"{kinked.size} direction(s) crossed several kinks and were judged part by part ({resolved} within the budget)")
+        wrong = []
+
+        def judge_part(a_part, st):
+            part = _verdict.judge(a_part, st, None, rtol=rtol, eps=eps, natural=np.max(natural * np.ones(a.shape)))
+            return bool(part.wrong[0])
+
+        for k in kinked:
+            got = sources.split(k, judge_part, limits.split_parts)
+            if truth is not None:
+                truth.center[k] = np.nan  # the line's one-sided slopes are too narrow a bracket
+            if got is None:
+                fd.estimate[k] = np.nan  # no sound bracket within the budget: unresolved, never blamed
+            elif got[0] == "wrong":
+                wrong.append(k)
+                notes.append(got[1])
+            else:
+                lo, hi, err = got[1]
+                fd.kink[k], fd.lo[k], fd.hi[k], fd.estimate[k] = True, lo - 2 * err, hi + 2 * err, 0.5 * (lo + hi)
+                fd.trunc[k], fd.rounding[k] = err, 0.0
+        notes.append(f"{kinked.size} direction(s) crossed several kinks and were judged part by part")
         verdicts = judge(fd, truth)
+        verdicts.wrong[wrong] = True
+        verdicts.unresolved[wrong] = False
     return verdicts, Evidence(fd, truth), notes
 
 

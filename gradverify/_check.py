@@ -228,6 +228,7 @@ class _CheckRun:
         self.calls = {"fn": 0, "vjp": 0, "fn_float64": 0, "fn_high_precision": 0}
         self.truth_used, self.truth_notes = "off", []
         self.found = []  # what is established so far, for a budget error
+        self.kinked = {}  # per input, the elements full mode found at kinks
 
     def _resolve_wrt(self, wrt, inputs):
         if wrt is None:
@@ -322,6 +323,12 @@ class _CheckRun:
         if mode == "directional" or self.truth_used == "directional":
             rng = np.random.default_rng([options.seed, 1])
             dirs = [{i: rng.choice([-1.0, 1.0], size=h.size) * _numerical.step_scale(h) for i, h in hosts.items()} for _ in range(options.directions)]
+            if mode == "full":
+                # The elements at kinks were judged one by one; the truth's directions leave
+                # them alone, as a line through several kinks brackets too few subgradients.
+                for d in dirs:
+                    for i in wrt:
+                        d[i][self.kinked[i]] = 0.0
             reports.append(self._directional(evaluator, truth, dirs, analytic, v_max, wrt))
         return reports
 
@@ -358,6 +365,7 @@ class _CheckRun:
             a, _arbiter.Evidence(st, tv), sources, rtol=rtol, eps=_tolerances.eps_for(dtype), natural=natural, limits=limits
         )
         self.truth_notes.extend(f"input {i}: {n}" for n in notes)
+        self.kinked[i] = evidence.fd.kink | (evidence.truth.kink if evidence.truth is not None else False)
         shape = tuple(self.inputs[i].shape)
         return _verdict.report(f"input {i}", i, shape, dtype, rtol, a, evidence.fd, evidence.truth, verdicts, lambda k: tuple(int(j) for j in np.unravel_index(k, shape)))
 
@@ -506,40 +514,48 @@ class _DirectionalSources(_arbiter.Sources):
         confirm(got, mask, recompute, self.run.options.dps, atol=1e-20 * np.maximum(np.abs(truth.center), 1e-300))
         return got
 
-    def split(self, k, max_parts=_arbiter.Limits().split_parts):
-        """Sum of one-sided brackets over parts of direction ``k``, each smooth or one element.
+    def split(self, k, judge_part, max_parts):
+        """Direction ``k`` judged part by part: each part smooth, or one element at a kink.
 
         A part is the direction restricted to a subset of the (input, element) pairs it
-        moves. A smooth part contributes its finite difference (with its error), a kinked
-        part of one element its one-sided bracket, and a kinked larger part is halved.
+        moves. A smooth part is judged by its finite difference (with its error), a kinked
+        part of one element by its one-sided bracket, and a kinked larger part is halved.
+        ``judge_part(a_part, stencil)`` says whether a part is wrong. Returns ``("wrong",
+        detail)`` at the first wrong part, ``("ok", (lo, hi, error))`` (the sums of the
+        parts) when every part is right, or None when ``max_parts`` run out first.
         """
         d = self.dirs[k]
         support = [(i, j) for i, di in d.items() for j in np.flatnonzero(di)]
         lo = hi = err = 0.0
-        pending, used = [support], 0
-        while pending:
+        pending = [support]
+        for _ in range(max_parts):
+            if not pending:
+                return "ok", (lo, hi, err)
             part = pending.pop()
-            if used >= max_parts:
-                return None
-            used += 1
             sub = {i: np.zeros_like(di) for i, di in d.items()}
             for i, j in part:
                 sub[i][j] = d[i][j]
             st = _numerical.directional(self.evaluator, [sub], self.run.options.richardson)
             if not np.isfinite(st.estimate[0]) or getattr(st, "rough", np.zeros(1, dtype=bool))[0]:
                 return None
-            if not st.kink[0]:
-                lo += st.estimate[0]
-                hi += st.estimate[0]
-                err += st.error[0]
-            elif len(part) == 1:
-                lo += st.lo[0]
-                hi += st.hi[0]
-                err += st.rounding[0]
-            else:
+            if st.kink[0] and len(part) > 1:
                 half = len(part) // 2
-                pending.extend([part[:half], part[half:]])
-        return lo, hi, err
+                pending.extend([part[half:], part[:half]])
+                continue
+            a_part = sum(float(self.analytic[i][j] * d[i][j]) for i, j in part)
+            if judge_part(np.array([a_part]), st):
+                where = part[0] if len(part) == 1 else f"{len(part)} elements"
+                return "wrong", f"direction {k}, restricted to {where}: analytic {a_part:.10g}, numerical {_describe(st)}"
+            lo += st.lo[0] if st.kink[0] else st.estimate[0]
+            hi += st.hi[0] if st.kink[0] else st.estimate[0]
+            err += st.rounding[0] if st.kink[0] else st.error[0]
+        return ("ok", (lo, hi, err)) if not pending else None
+
+
+def _describe(st):
+    if st.kink[0]:
+        return f"kink, one-sided in [{st.lo[0]:.10g}, {st.hi[0]:.10g}]"
+    return f"{st.estimate[0]:.10g} (error estimate {st.error[0]:.3g})"
 
 
 def _spot_budget(phi):
