@@ -52,10 +52,22 @@ BASE_STEP_RICHARDSON = float(np.finfo(np.float64).eps) ** (1 / 5)  # ~7.4e-4, fo
 ROUNDING_ULPS = 4.0
 KINK_RTOL = 1e-5
 KINK_SHRINK = 64.0
+# A kink's one-sided slopes must settle to this fraction of the larger of them and the jump.
+SETTLE_RTOL = 1e-3
+# Halvings of the step in the one-sided ladder that examines kink candidates, and how many
+# times the ladder is moved KINK_SHRINK times lower where it does not settle.
+LADDER_LEVELS = 4
+LADDER_STAGES = 3
+# Where the one-sided slopes do not settle, the function is rough (not differentiable at
+# float64's resolution) when, at the first step, its one-sided slopes already differ by
+# more than this fraction of their size; below it, it is smooth but noisy.
+ROUGH_RTOL = 1e-3
 # Move the step when the error estimate exceeds this fraction of the tolerance.
 REFINE_FRACTION = 0.1
-# The most the step is moved in one refinement, either way.
+# The most the step is moved in one refinement, either way; a growing step at most
+# MAX_STEP_GROWTH per refinement, so that each growth is checked at the scale it reaches.
 MAX_STEP_CHANGE = 1e3
+MAX_STEP_GROWTH = 32.0
 
 
 @dataclass
@@ -70,11 +82,19 @@ class Stencil:
     kink: np.ndarray
     step: np.ndarray
     still: np.ndarray  # no output moved at any stencil point (see refine_elementwise)
+    # Not differentiable here at float64's resolution: a jump in the value or noise, not a
+    # kink (the one-sided slopes do not settle as the step shrinks). The estimate is NaN,
+    # the bracket [-inf, inf] and kink False there: no value can agree with it.
+    rough: np.ndarray = None
+
+    def __post_init__(self):
+        if self.rough is None:
+            self.rough = np.zeros(self.estimate.shape, dtype=bool)
 
     @property
     def error(self):
-        """Truncation plus rounding; infinite while a still element awaits a larger step."""
-        return np.where(self.still, np.inf, self.trunc + self.rounding)
+        """Truncation plus rounding; infinite while a still element awaits a larger step, and where rough."""
+        return np.where(self.still | self.rough, np.inf, self.trunc + self.rounding)
 
     def take(self, where, other, keep):
         """Replace the entries at indices ``where`` with ``other``'s entries under ``keep``."""
@@ -138,6 +158,15 @@ def _combine(plus, minus, tp, tm, model, richardson, still):
         estimate = r2
         trunc = np.abs(r2 - r1) / 15.0
         rounding = (4.0 * central_round[:, 2] + central_round[:, 1]) / 3.0
+        # The extrapolation and its error estimate hold only where the step is small enough
+        # that D(h) - D(h/2) is four times D(h/2) - D(h/4) (the h**2 term dominates). Where
+        # it is not (a step that leaves the function's smooth region: tanh at 0 moved by 5),
+        # the error is at least the change of the central differences themselves.
+        a = central[:, 0] - central[:, 1]
+        b = central[:, 1] - central[:, 2]
+        slack = 2.0 * (central_round[:, 0] + 5.0 * central_round[:, 1] + 4.0 * central_round[:, 2])
+        off = np.abs(a - 4.0 * b) > 0.5 * np.abs(a) + slack
+        trunc = np.where(off, np.maximum(trunc, np.maximum(np.abs(a), np.abs(b))), trunc)
     else:
         estimate = central[:, 1]
         trunc = np.abs(central[:, 0] - central[:, 1]) / 3.0
@@ -170,13 +199,13 @@ class PhiEvaluator:
     so that no call holds more than ``max_batch_bytes`` of perturbed inputs and outputs.
     """
 
-    def __init__(self, fn, inputs, cotangent, *, xp, batched, max_batch_bytes):
+    def __init__(self, fn, inputs, cotangent, *, xp, batched, max_batch_bytes, out=None):
         self.fn = fn
         self.inputs = inputs
         self.xp = xp
         self.v = cotangent
         self.batched = batched
-        self.out = fn(*inputs)
+        self.out = fn(*inputs) if out is None else out  # the caller may have evaluated fn already
         self.calls = 1
         self.eps = float(xp.finfo(self.out.dtype).eps)
         weighted = self.out * cotangent
@@ -316,6 +345,36 @@ class Dense:
         return Dense(self.deltas[r : r + 1])
 
 
+def _evaluate_elementwise(evaluator, i, idx, tp, tm):
+    """``phi(x ± t) - phi(x)`` for element ``idx[r]`` at the actual steps ``tp``/``tm`` (``(n, J)``)."""
+    n, levels = tp.shape
+    # Row layout: for each element, +t_0, -t_0, +t_1, -t_1, ...
+    signed = np.stack([tp, -tm], axis=2).reshape(-1)
+    columns = np.repeat(idx, 2 * levels)
+
+    def make_rows(start, stop):
+        return {i: OneHot(columns[start:stop], signed[start:stop])}
+
+    diff, moved = evaluator.phi(signed.size, make_rows)
+    diff = diff.reshape(n, levels, 2)
+    return diff[:, :, 0], diff[:, :, 1], moved.reshape(n, -1).max(axis=1)
+
+
+def _evaluate_directional(evaluator, directions, ts):
+    """``phi(x ± t d_r) - phi(x)`` for direction ``r`` at the steps ``ts`` (``(n, J)``)."""
+    n, levels = ts.shape
+    signed = np.stack([ts, -ts], axis=2).reshape(-1)
+    which = np.repeat(np.arange(n), 2 * levels)
+
+    def make_rows(start, stop):
+        t, d = signed[start:stop, None], which[start:stop]
+        return {i: Dense(t * np.stack([directions[k][i] for k in d])) for i in directions[0]}
+
+    diff, moved = evaluator.phi(signed.size, make_rows)
+    diff = diff.reshape(n, levels, 2)
+    return diff[:, :, 0], diff[:, :, 1], moved.reshape(n, -1).max(axis=1)
+
+
 def elementwise(evaluator, i, x_host, richardson, indices=None, step=None):
     """Finite differences of ``phi`` with respect to each element of wrt input ``i``.
 
@@ -333,64 +392,177 @@ def elementwise(evaluator, i, x_host, richardson, indices=None, step=None):
     tm = np.empty_like(tp)
     for j, f in enumerate(fr):
         tp[:, j], tm[:, j] = actual_steps(xk, step * f)
-    # Row layout: for each element, +t_0, -t_0, +t_1, -t_1, ...
-    signed = np.stack([tp, -tm], axis=2).reshape(-1)
-    columns = np.repeat(idx, 2 * len(fr))
-
-    def make_rows(start, stop):
-        return {i: OneHot(columns[start:stop], signed[start:stop])}
-
-    diff, moved = evaluator.phi(signed.size, make_rows)
-    diff = diff.reshape(idx.size, len(fr), 2)
-    moved = moved.reshape(idx.size, -1).max(axis=1)
-    return combine(diff[:, :, 0], diff[:, :, 1], tp, tm, evaluator.noise(moved), richardson, moved == 0)
+    plus, minus, moved = _evaluate_elementwise(evaluator, i, idx, tp, tm)
+    return combine(plus, minus, tp, tm, evaluator.noise(moved), richardson, moved == 0)
 
 
-def directional(evaluator, directions, richardson, t0=None):
+def _ladder_steps(t0, levels=LADDER_LEVELS):
+    return t0[:, None] * 0.5 ** np.arange(levels)[None, :]
+
+
+def settle(plus, minus, tp, tm, model, richardson, base):
+    """Classify kink candidates from one-sided differences at halving steps (``(n, J)``).
+
+    ``R_j = (phi(x + t_j) - phi(x)) / t_j`` (and ``L_j`` on the left) are first order in
+    ``t_j``: their extrapolations ``R*_j = (r R_{j+1} - R_j) / (r - 1)`` (``r = t_j /
+    t_{j+1}``) converge to the one-sided derivatives with an error of order ``t_j**2``.
+
+    * Both sides settle (successive ``R*_j`` agree within ``SETTLE_RTOL`` of the larger of
+      the one-sided values and their jump, plus their rounding) and differ: a kink, with the
+      bracket of the two settled values widened by how far they moved.
+    * Both settle and agree: smooth; the central differences of the first levels stand.
+    * A side does not settle: the value jumps (one-sided differences growing like ``1/t``)
+      or is noisy (wandering ones). Where ``base``, the candidate's stencil at the first
+      step, already had one-sided slopes more than ``ROUGH_RTOL`` apart it is rough (not
+      differentiable at float64's resolution: NaN estimate, infinite error); else the
+      function is differentiable at the scale of ``base``, noisy below it, and ``base``
+      stands with the spread of its one-sided slopes added to its truncation error.
+    """
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        levels = 3 if richardson else 2
+        smooth = combine(plus[:, :levels], minus[:, :levels], tp[:, :levels], tm[:, :levels], model, richardson, np.zeros(model.shape, dtype=bool))
+        r_star, r_dev, r_round = _one_sided(plus, tp, model)
+        l_star, l_dev, l_round = _one_sided(-minus, tm, model)
+        ref = np.maximum(np.maximum(np.abs(r_star), np.abs(l_star)), np.abs(r_star - l_star))
+        settled = (r_dev <= SETTLE_RTOL * ref + r_round) & (l_dev <= SETTLE_RTOL * ref + l_round)
+        settled &= np.isfinite(r_star) & np.isfinite(l_star)
+        widen = r_dev + l_dev + r_round + l_round
+        jump = np.abs(r_star - l_star)
+        kink = settled & (jump > KINK_RTOL * np.maximum(np.abs(r_star), np.abs(l_star))) & (jump > 2.0 * widen)
+        spread = base.hi - base.lo
+        size = np.maximum(np.abs(base.lo), np.abs(base.hi))
+        unsettled = ~settled & np.isfinite(smooth.estimate)
+        rough = unsettled & ~(spread <= ROUGH_RTOL * size)
+        noisy = unsettled & ~rough
+    out = smooth
+    out.kink = kink
+    out.lo = np.where(kink, np.minimum(r_star, l_star) - widen, out.lo)
+    out.hi = np.where(kink, np.maximum(r_star, l_star) + widen, out.hi)
+    for name in ("estimate", "trunc", "rounding", "lo", "hi", "step"):
+        getattr(out, name)[noisy] = getattr(base, name)[noisy]
+    out.trunc[noisy] = np.maximum(out.trunc[noisy], spread[noisy])
+    out.kink[noisy] = False
+    out.estimate[rough] = np.nan
+    out.lo[rough], out.hi[rough] = -np.inf, np.inf
+    out.rough = rough
+    return out, settled
+
+
+def _one_sided(diff, t, model):
+    """Settled value of one-sided differences ``diff / t`` over halving ``t``: ``(value, moved, rounding)``."""
+    slope = diff / t
+    ratio = t[:, :-1] / t[:, 1:]
+    star = (ratio * slope[:, 1:] - slope[:, :-1]) / (ratio - 1.0)
+    noise = model[:, None] / t
+    star_round = (ratio * noise[:, 1:] + noise[:, :-1]) / (ratio - 1.0)
+    moved = np.abs(np.diff(star, axis=1))
+    allowed = 2.0 * (star_round[:, 1:] + star_round[:, :-1])
+    # How far the extrapolations moved beyond their rounding, at worst over the ladder.
+    dev = np.max(np.maximum(moved - allowed, 0.0), axis=1)
+    dev = np.where(np.isfinite(moved).all(axis=1), dev, np.inf)
+    return star[:, -1], dev, 2.0 * star_round[:, -1]
+
+
+def _examine(ladder, base, richardson, noise):
+    """Run the one-sided ladder from ``base.step / KINK_SHRINK`` and, where it does not settle,
+    again from steps ``KINK_SHRINK`` times smaller, up to ``LADDER_STAGES`` times: a first
+    step far beyond the scale on which ``fn`` is smooth (an element at 0 of an input whose
+    rms is 1e4) needs more than one shrink. What has not settled by then is rough or noisy.
+
+    ``ladder(idx, t0)`` returns ``plus, minus, tp, tm, moved`` for the entries ``idx``, and
+    ``noise(moved)`` models their rounding (:meth:`PhiEvaluator.noise`).
+    """
+    n = base.step.size
+    todo = np.arange(n)
+    t0 = base.step / KINK_SHRINK
+    out = None
+    for stage in range(LADDER_STAGES):
+        plus, minus, tp, tm, moved = ladder(todo, t0[todo])
+        got, settled = settle(plus, minus, tp, tm, noise(moved), richardson, _subset(base, todo))
+        got.still = (moved == 0) & ~got.rough
+        if out is None:
+            out = got
+        else:
+            out.take(todo, got, np.ones(todo.size, dtype=bool))
+        todo = todo[~settled & np.isfinite(got.estimate) | got.rough]
+        if not todo.size:
+            break
+        t0 = t0 / KINK_SHRINK
+    return out
+
+
+def examine_elementwise(evaluator, i, x_host, richardson, indices, base):
+    """The one-sided ladder (see :func:`settle`, :func:`_examine`) for elements ``indices``."""
+    def ladder(idx, t0):
+        xk = x_host[indices[idx]]
+        ts = _ladder_steps(t0)
+        tp = np.empty_like(ts)
+        tm = np.empty_like(ts)
+        for j in range(ts.shape[1]):
+            tp[:, j], tm[:, j] = actual_steps(xk, ts[:, j])
+        plus, minus, moved = _evaluate_elementwise(evaluator, i, indices[idx], tp, tm)
+        return plus, minus, tp, tm, moved
+
+    return _examine(ladder, base, richardson, evaluator.noise)
+
+
+def directional(evaluator, directions, richardson, t0=None, target=None):
     """Finite differences of ``t -> phi(x + t d)`` at 0 for each direction ``d``.
 
     ``directions`` is a list of ``{i: flat float64 host array}``; steps are taken in ``t``
-    (the directions already carry each element's scale).
+    (the directions already carry each element's scale, which may be far larger than the
+    scale on which ``fn`` is smooth along them: an element at 0 moves by the input's rms).
+    So, as for elements, kink candidates are examined with the one-sided ladder
+    (:func:`settle`), and a direction whose error estimate exceeds ``target`` (default
+    ``REFINE_FRACTION * 1e-7`` of its estimate) gets the step the error model calls optimal,
+    keeping whichever estimate is more accurate (:func:`_refine_steps`).
     """
     if t0 is None:
         t0 = BASE_STEP_RICHARDSON if richardson else BASE_STEP
-    fr = fractions(richardson)
-    ts = np.array([t0 * f for f in fr])
-    signed = np.stack([ts, -ts], axis=1).reshape(-1)
-    steps = np.tile(signed, len(directions))
-    which = np.repeat(np.arange(len(directions)), signed.size)
+    n = len(directions)
+    t0 = np.broadcast_to(np.asarray(t0, dtype=np.float64), (n,)).copy()
 
-    def make_rows(start, stop):
-        t, d = steps[start:stop, None], which[start:stop]
-        return {i: Dense(t * np.stack([directions[k][i] for k in d])) for i in directions[0]}
+    def run(idx, t):
+        ts = t[:, None] * np.array(fractions(richardson))[None, :]
+        plus, minus, moved = _evaluate_directional(evaluator, [directions[k] for k in idx], ts)
+        # A direction that moves no output has a derivative of 0 within the noise bound.
+        return combine(plus, minus, ts, ts.copy(), evaluator.noise(moved), richardson, np.zeros(moved.shape, dtype=bool))
 
-    diff, moved = evaluator.phi(steps.size, make_rows)
-    diff = diff.reshape(len(directions), len(fr), 2)
-    moved = moved.reshape(len(directions), -1).max(axis=1)
-    tp = np.broadcast_to(ts, (len(directions), len(fr))).copy()
-    # A direction that moves no output has a derivative of 0 within the noise bound.
-    return combine(diff[:, :, 0], diff[:, :, 1], tp, tp.copy(), evaluator.noise(moved), richardson, np.zeros(moved.shape, dtype=bool))
+    def examine(idx, base):
+        def ladder(sub, t):
+            ts = _ladder_steps(t)
+            plus, minus, moved = _evaluate_directional(evaluator, [directions[k] for k in idx[sub]], ts)
+            return plus, minus, ts, ts.copy(), moved
+
+        return _examine(ladder, base, richardson, evaluator.noise)
+
+    first = run(np.arange(n), t0)
+    if target is None:
+        target = REFINE_FRACTION * 1e-7 * np.abs(first.estimate)
+    _refine_steps(first, run, examine, richardson, target, np.full(n, np.inf))
+    return first
 
 
-def refine_elementwise(evaluator, i, x_host, richardson, first, target):
+def refine_elementwise(evaluator, i, x_host, richardson, first, target, resolution=None):
     """Step correction for the elements whose first estimate is poor; updates ``first``.
 
     * Elements where ``fn`` was not finite at a stencil point (a step left its domain, as
       ``sqrt`` near 0) are retried first, up to three times, with steps 1000 times smaller
       and no larger than ``|x_k|`` times the base step.
-    * Kink candidates are re-examined with a step ``KINK_SHRINK`` times smaller: a real kink
-      keeps its jump, a smooth curve loses it.
-    * Elements whose error estimate exceeds ``target`` get the step the error model calls
-      optimal, and keep whichever estimate has the smaller error; twice, so that a step
-      that moved no output at all (a function flat at float64's resolution there, whose
-      error counts as infinite until then) can grow by up to a million, though never past
-      half the distance to 0.
+    * Kink candidates are examined with the one-sided ladder (:func:`settle`) from a step
+      ``KINK_SHRINK`` times smaller: a real kink keeps its jump with settled one-sided
+      slopes, a smooth curve loses it, a jump in the value or noise is rough.
+    * Elements whose error estimate exceeds both ``target`` and ``resolution`` get the step
+      the error model calls optimal (:func:`_refine_steps`). ``resolution`` is the absolute
+      error below which an element is resolved on the gradient's natural scale (the verdict
+      then judges it absolutely); by default ``REFINE_FRACTION * 1e-7`` (float64's rtol)
+      times :func:`natural_scale`.
     Returns the number of elements re-evaluated.
     """
     redone = 0
     base = BASE_STEP_RICHARDSON if richardson else BASE_STEP
     for _ in range(3):
-        redo = np.flatnonzero(~np.isfinite(first.estimate))
+        redo = np.flatnonzero(~np.isfinite(first.estimate) & ~first.rough)
         if not redo.size:
             break
         xk = np.abs(x_host[redo])
@@ -399,31 +571,80 @@ def refine_elementwise(evaluator, i, x_host, richardson, first, target):
         second = elementwise(evaluator, i, x_host, richardson, indices=redo, step=step)
         first.take(redo, second, np.ones(redo.size, dtype=bool))
         redone += redo.size
-    order = 4.0 if richardson else 2.0
-    for attempt in range(2):
-        finite = np.isfinite(first.estimate)
-        kinky = first.kink & finite if attempt == 0 else np.zeros_like(finite)
-        poor = ~first.kink & finite & (first.error > target)
-        new_step = first.step.copy()
-        new_step[kinky] /= KINK_SHRINK
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = (first.rounding / (order * first.trunc)) ** (1.0 / (order + 1.0))
-        factor = np.clip(np.nan_to_num(factor, nan=1.0, posinf=MAX_STEP_CHANGE), 1 / MAX_STEP_CHANGE, MAX_STEP_CHANGE)
-        new_step[poor] *= factor[poor]
-        # A growing step stops at half the distance to 0, where most kinks and domain edges lie.
-        grown = poor & (new_step > first.step) & (x_host != 0)
-        new_step[grown] = np.maximum(first.step[grown], np.minimum(new_step[grown], np.abs(x_host[grown]) / 2))
-        redo = np.flatnonzero(kinky | (poor & (new_step != first.step)))
-        if not redo.size:
-            break
-        second = elementwise(evaluator, i, x_host, richardson, indices=redo, step=new_step[redo])
-        # A kink candidate takes the finer look whatever it says.
-        keep = first.kink[redo] | (second.error < first.error[redo])
-        first.take(redo[keep], second, keep)
-        redone += redo.size
+    if resolution is None:
+        resolution = REFINE_FRACTION * 1e-7 * natural_scale(evaluator, x_host, first.estimate)
+    # A growing step stops at half the distance to 0, where most kinks and domain edges lie.
+    bound = np.where(x_host != 0, np.abs(x_host) / 2, np.inf)
+
+    def run(idx, step):
+        return elementwise(evaluator, i, x_host, richardson, indices=idx, step=step)
+
+    def examine(idx, cand):
+        return examine_elementwise(evaluator, i, x_host, richardson, idx, cand)
+
+    redone += _refine_steps(first, run, examine, richardson, np.maximum(target, resolution), bound)
     # Still no output moved, even at the largest step tried: the derivative is below what
     # float64 shows there, and the noise bound of that step is its error.
     first.still[:] = False
+    return redone
+
+
+def natural_scale(evaluator, x_host, estimate):
+    """The natural size of each gradient element, as :func:`gradverify._tolerances.natural_size` has it.
+
+    The largest of the largest estimate, ``sum(|v * fn(x)|) / scale_k`` and the cotangent's
+    largest entry.
+    """
+    finite = np.abs(estimate[np.isfinite(estimate)])
+    largest = float(finite.max()) if finite.size else 0.0
+    v_max = float(np.max(np.abs(to_numpy(evaluator.v)), initial=0.0))
+    return np.maximum(largest, np.maximum(evaluator.magnitude / step_scale(x_host), v_max))
+
+
+def _subset(st, idx):
+    return Stencil(**{name: getattr(st, name)[idx].copy() for name in st.__dataclass_fields__})
+
+
+def _refine_steps(first, run, examine, richardson, target, bound):
+    """Kink candidates to the ladder, then up to two step corrections; updates ``first``.
+
+    ``run(idx, step)`` makes a stencil for entries ``idx`` at first steps ``step``,
+    ``examine(idx, candidates)`` the ladder. The corrected step is ``h * (rounding / (p *
+    truncation)) ** (1 / (p + 1))``, between ``1 / MAX_STEP_CHANGE`` and ``MAX_STEP_GROWTH``
+    times ``h`` (``MAX_STEP_CHANGE`` for a still entry, where nothing moved), and a growing
+    step at most ``bound``. A growing step may leave the region where ``fn`` is smooth on its
+    scale, where the truncation estimate is no longer honest, so its estimate is kept only
+    where it shows no kink and agrees with the smaller step's within both error estimates;
+    otherwise, and where the new estimate is less accurate, the old one stands.
+    """
+    redone = 0
+    kinky = np.flatnonzero(first.kink & np.isfinite(first.estimate))
+    if kinky.size:
+        first.take(kinky, examine(kinky, _subset(first, kinky)), np.ones(kinky.size, dtype=bool))
+        redone += kinky.size
+    order = 4.0 if richardson else 2.0
+    for _ in range(2):
+        finite = np.isfinite(first.estimate)
+        error = first.error
+        poor = ~first.kink & ~first.rough & finite & (error > target)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = (first.rounding / (order * first.trunc)) ** (1.0 / (order + 1.0))
+        factor = np.nan_to_num(factor, nan=1.0, posinf=MAX_STEP_CHANGE)
+        factor = np.clip(factor, 1 / MAX_STEP_CHANGE, np.where(first.still, MAX_STEP_CHANGE, MAX_STEP_GROWTH))
+        new_step = first.step * factor
+        grown = new_step > first.step
+        new_step = np.where(grown, np.maximum(first.step, np.minimum(new_step, bound)), new_step)
+        redo = np.flatnonzero(poor & (new_step != first.step))
+        if not redo.size:
+            break
+        second = run(redo, new_step[redo])
+        old_est, old_err = first.estimate[redo], error[redo]
+        with np.errstate(invalid="ignore"):
+            agree = np.abs(second.estimate - old_est) <= 2.0 * (second.error + old_err)
+        grew = second.step > first.step[redo]
+        keep = (second.error < old_err) & ~second.kink & ~second.rough & (~grew | agree | first.still[redo])
+        first.take(redo[keep], second, keep)
+        redone += redo.size
     return redone
 
 
