@@ -781,7 +781,7 @@ _CAST_KINDS = (
     (re.compile(r"\b(asarray|array|asanyarray|ascontiguousarray)\("), "a cast to a float array (np.asarray/np.array(..., dtype=float))"),
     (re.compile(r"\.astype\("), "a cast (.astype(float))"),
     (re.compile(r"\]\s*(?:[-+*/@]|//|\*\*)?=(?!=)|__setitem__|\bout\s*=|\bput\(|\bcopyto\("),
-     "a write into a float64 scratch buffer (np.zeros(shape)/np.empty/np.zeros_like of a float array)"),
+     "a write into a float64 (or float32) scratch buffer (np.zeros(shape)/np.empty/np.zeros_like of a float array)"),
 )
 
 

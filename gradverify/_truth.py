@@ -260,14 +260,44 @@ class HighPrecisionPhi:
         if st.uneven and not st.kink:
             with ctx.workdps(dps):
                 center = (st.left + st.right) / 2
+        near = looked_closer and self._near_kink(normal, st, center, dps)
         self._probe(shifted, scale, st.right, dps, natural)
-        near = bool(looked_closer and normal.kink and not st.kink)
         coarse = (math.nan, math.nan)
         if near:
             sides = [float(normal.left), float(normal.right), float(normal.outer_left), float(normal.outer_right)]
             coarse = (min(sides), max(sides))
         lo, hi = min(st.left, st.right), max(st.left, st.right)
         return float(center), float(lo), float(hi), bool(st.kink), "", near, *coarse
+
+    def _near_kink(self, normal, closer, center, dps):
+        """Whether the closer look found a kink within the normal step; raise _Lost if it
+        found a grid.
+
+        A kink (or a singularity) within the normal step leaves the closer look's one-sided
+        derivatives inside the range the normal step saw. A function rounded to a grid
+        (float64 without a float() call: mpmath's global functions, a quantization) moves by
+        whole grid steps at the normal step but is flat at the closer one: its closer
+        derivative (0) lies outside. A near kink proper is a jump at the normal step whose
+        closer look is smooth and matches the slope of one side, taken from differences
+        that do not straddle the kink.
+        """
+        ctx = self.ctx
+        sides = (normal.left, normal.right, normal.outer_left, normal.outer_right)
+        with ctx.workdps(dps):
+            margin = ctx.mpf(10) ** (-ctx.mpf(self.dps) / 4) * normal.size + 2 * normal.noise
+            low, high = min(sides) - margin, max(sides) + margin
+            if not all(low <= d <= high for d in (closer.left, closer.right)):
+                msg = (
+                    "precision lost: at a step a million times smaller the derivative is "
+                    f"{float(center):.6g}, outside the range [{float(min(sides)):.6g}, {float(max(sides)):.6g}] "
+                    "seen at the normal step: the function is rounded to a grid somewhere (mpmath's global "
+                    "functions, a quantization, a float64/float32 buffer or cast)"
+                )
+                raise _Lost(msg)
+            if not normal.kink or closer.kink:
+                return False
+            tol = ctx.mpf(10) ** -9 * max(abs(normal.outer_left), abs(normal.outer_right)) + 2 * normal.noise
+            return bool(min(abs(center - normal.outer_left), abs(center - normal.outer_right)) <= tol)
 
     def _five_point(self, shifted, h, dps):
         ctx = self.ctx
