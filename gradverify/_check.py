@@ -202,13 +202,7 @@ class _CheckRun:
         _require_callable(vjp, "vjp")
         if not inputs:
             raise InvalidArgument("no inputs given: call check_vjp(fn, vjp, x, ...) with at least one array")
-        for i, x in enumerate(inputs):
-            if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-                msg = (
-                    f"input {i} is a {type(x).__name__}, not an array; pass arrays (e.g. "
-                    "np.asarray(value)) or close over non-array arguments with functools.partial"
-                )
-                raise InvalidArgument(msg)
+        inputs = [_backend.validate_input(i, x) for i, x in enumerate(inputs)]
         self.xp = xp = _backend.namespace_of(*inputs)
         if xp is _highprec.namespace:
             raise InvalidArgument("inputs are mpmath arrays; pass float arrays, gradverify makes the high-precision copies")
@@ -297,14 +291,14 @@ class _CheckRun:
         try:
             with np.errstate(all="ignore"):
                 timed = time.perf_counter()
-                evaluator = _numerical.PhiEvaluator(self._metered, x64, v64, xp=xp, batched=options.batched, max_batch_bytes=options.max_batch_bytes)
+                out64 = self._metered(*x64)
                 per_call = time.perf_counter() - timed
         except GradVerifyError:
             raise
         except Exception as exc:
             raise UserFunctionError(f"fn raised {type(exc).__name__} on the float64 copies of the inputs: {exc}") from exc
-        if not _structural.is_array_of(xp, evaluator.out) or tuple(evaluator.out.shape) != tuple(seen.out.shape):
-            raise InvalidArgument("fn returned a different shape for float64 inputs; the function must work in float64 as well as in the dtype under test")
+        _backend.validate_float64_output(out64, seen.out)
+        evaluator = _numerical.PhiEvaluator(self._metered, x64, v64, xp=xp, batched=options.batched, max_batch_bytes=options.max_batch_bytes, out=out64)
         if options.batched:
             self._check_batched_claim(evaluator, wrt)
         hosts = {i: _backend.to_numpy(x64[i]).astype(np.float64).reshape(-1) for i in wrt}

@@ -52,6 +52,7 @@ def inspect(call, fn, vjp, inputs, *, wrt, floating, cotangent, seed, xp, device
         raise InvalidArgument(msg)
     if not _backend.is_real_floating(xp, out.dtype):
         raise InvalidArgument(f"fn returned dtype {_backend.dtype_name(out.dtype)}; a differentiable function returns real floating values")
+    _backend.validate_output(out)
     _mutations(seen, copies, "fn", xp)
     if not bool(xp.all(xp.isfinite(out))):
         seen.fail("nonfinite_output", f"fn returned NaN or Inf at output index {first_bad(xp, out)}")
@@ -96,15 +97,9 @@ def _cotangent(v, out, seed, xp, device):
         return xp.astype(xp.asarray(drawn, device=device), out.dtype)
     if not is_array_of(xp, v):
         raise InvalidArgument(f"cotangent is a {type(v).__name__}; pass an array of the inputs' library shaped like fn's output {tuple(out.shape)}")
-    if tuple(v.shape) != tuple(out.shape):
-        raise InvalidArgument(f"cotangent has shape {tuple(v.shape)} but fn's output has shape {tuple(out.shape)}; they must match")
     if not _backend.is_real_floating(xp, v.dtype):
         raise InvalidArgument(f"cotangent has dtype {_backend.dtype_name(v.dtype)}; pass a real floating array")
-    if not bool(xp.all(xp.isfinite(v))):
-        raise InvalidArgument(f"cotangent holds NaN or Inf at index {first_bad(xp, v)}; pass a finite cotangent (or none: gradverify draws one)")
-    if v.size and not bool(xp.any(v != 0)):
-        msg = "cotangent is all zeros, so every gradient is zero and the check could not fail; pass a nonzero cotangent (or none: gradverify draws one)"
-        raise InvalidArgument(msg)
+    _backend.validate_cotangent(v, tuple(out.shape))
     return v
 
 

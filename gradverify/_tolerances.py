@@ -17,7 +17,9 @@ gradient element far below it (``1 - tanh(x)**2`` at ``x = 12``, ``softmax - one
 a probability is ``1 - 1e-34``) carries the rounding of the larger terms it was computed
 from, and is judged on their absolute scale: the analytic side cannot carry more accuracy
 than its dtype allows. The absolute slack this grants is ``ANALYTIC_NOISE_ULPS`` units in
-the last place of ``natural``, about 1.4e-14 of it in float64.
+the last place of ``natural``, about 1.4e-14 of it in float64, but never more than half of
+``rtol`` of ``natural`` (:func:`analytic_noise`): in bfloat16 and float16, 64 ulps are 50 %
+and 6 % of the natural size, a slack that would let a flipped sign pass.
 """
 
 import numpy as np
@@ -54,6 +56,12 @@ def rtol_for(dtype_name, rtol=None):
     except KeyError:
         msg = f"no default tolerance for dtype {dtype_name}; pass rtol= explicitly"
         raise InvalidArgument(msg) from None
+
+
+def analytic_noise(eps, rtol, natural):
+    """The absolute rounding an analytic gradient element may carry: ``ANALYTIC_NOISE_ULPS``
+    ulps of ``natural``, capped at ``rtol / 2`` of it for coarse dtypes."""
+    return min(ANALYTIC_NOISE_ULPS * eps, rtol / 2) * natural
 
 
 def eps_for(dtype_name):

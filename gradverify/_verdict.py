@@ -68,7 +68,7 @@ def judge(a, st, tv, *, rtol, eps, natural):
     """
     n = a.shape
     natural = natural * np.ones(n)
-    a_noise = _tolerances.ANALYTIC_NOISE_ULPS * eps * natural
+    a_noise = _tolerances.analytic_noise(eps, rtol, natural)
     floor = a_noise / rtol
     fd_err = 2 * np.nan_to_num(st.error, nan=np.inf)
     loose = (fd_err + a_noise) / rtol
