@@ -329,7 +329,7 @@ class HPArray(np.ndarray):
         if out is not None:
             kwargs["out"] = tuple(o.view(np.ndarray) if isinstance(o, HPArray) else o for o in out)
         result = getattr(ufunc, method)(*(_plain(a) for a in inputs), **kwargs)
-        if out is not None:
+        if out is not None and all(o is not None for o in out):
             return out[0] if len(out) == 1 else out
         return _hp(result)
 
