@@ -21,22 +21,52 @@ replaced by the one the floating-point sum actually takes (``(x + h) - x``).
   ``sum(|v * fn(x')|)`` over the outputs the step changed, and the fourth difference of
   ``phi`` over the five equally spaced points (which only noise makes large where ``phi``
   is smooth: it catches cancellation inside ``fn``).
-* Where the error estimate is large and truncation dominates, or rounding does, the step is
-  moved once to the one the model says is best, ``h* = h * (rounding / (p * truncation))**(1/(p+1))``
-  for a method of order ``p``; the result with the smaller error estimate is kept.
+* Where the error estimate exceeds the target and is not already below the resolution on
+  the gradient's natural scale (see below), the step is moved to the one the model says is
+  best, ``h* = h * (rounding / (p * truncation))**(1/(p+1))`` for a method of order ``p``,
+  twice; the result with the smaller error estimate is kept. A growing step moves at most
+  ``MAX_STEP_GROWTH`` times per refinement (``MAX_STEP_CHANGE`` while no output moved),
+  never past half the distance to 0, and a grown step's estimate is kept only where it
+  shows no kink and agrees with the smaller step's within both error estimates: beyond the
+  scale on which ``fn`` is smooth the truncation estimate is no longer honest.
+* With Richardson extrapolation the error estimate holds only where ``D(h) - D(h/2)`` is
+  about four times ``D(h/2) - D(h/4)``; elsewhere the error is at least the change of the
+  central differences.
+* Directions (``directional``) are refined the same way: they carry each element's scale,
+  which can be far beyond the scale on which ``fn`` is smooth along them.
 
 This beats a fixed ``eps``: the step follows the scale of each element and is corrected
 where the function's curvature or size makes the first choice poor.
 
-Kinks
------
+Resolution
+----------
+An element far below the gradient's natural size (a softmax probability of 1e-6 in a mean
+cross-entropy) cannot be resolved to ``rtol`` of itself: ``phi``'s rounding is of the order
+of ``eps * |phi|`` whatever the element. Its error estimate stays honest (rounding over
+the step, or truncation at a larger one), and refinement stops once it is below
+``REFINE_FRACTION * rtol`` of the natural size (``resolution`` of
+:func:`refine_elementwise`): such an element is resolved absolutely, to a small fraction of
+``rtol`` of the gradient's natural size, not relative to itself, and the verdict is meant
+to judge it so. A smooth, well-scaled function stays at the four evaluations per element
+of the first stencil.
+
+Kinks and rough points
+----------------------
 One-sided differences ``R_j = (phi(x + t_j) - phi(x)) / t_j`` and ``L_j`` likewise satisfy
 ``R_j - L_j ≈ phi'' t_j`` where ``phi`` is smooth and ``R_j - L_j ≈ jump`` at a kink. So
 ``|2 (R_1 - L_1) - (R_0 - L_0)|`` vanishes (to ``O(h^3)``) for a smooth function and equals
 the jump in the derivative at a kink. A coordinate where it exceeds ``KINK_RTOL`` of the
-derivative (and the rounding noise) is re-examined with a step 64 times smaller; if it
-still shows a jump it is a non-differentiable point and the numerical side reports the
-bracket ``[min, max]`` of its one-sided differences instead of a single value.
+derivative (and the rounding noise) is a candidate, examined with a ladder of one-sided
+differences from a step ``KINK_SHRINK`` times smaller (:func:`settle`): a kink needs finite,
+step-stable one-sided derivatives, each side settling as the step halves. Both settle and
+differ: a kink, reported as the bracket of the two. Both settle and agree: smooth. A side
+that does not settle (a jump in the value, whose one-sided differences grow like ``1/t``,
+or noise, whose ones wander) is looked at again ``KINK_SHRINK`` times lower, up to
+``LADDER_STAGES`` times; still unsettled, it is **rough** (``Stencil.rough``: NaN estimate,
+infinite error, bracket ``[-inf, inf]``, kink False), not differentiable at float64's
+resolution, unless the one-sided slopes at the first step were already within
+``ROUGH_RTOL`` of each other (smooth at that scale, noisy below it: the first stencil
+stands, its one-sided spread added to its truncation error).
 """
 
 from dataclasses import dataclass
