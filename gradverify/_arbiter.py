@@ -50,6 +50,10 @@ class Evidence:
     truth: object = None  # TruthValues or None
 
 
+# Elements per request of spot truth.
+SPOT_CHUNK = 4
+
+
 class Sources:
     """Where more evidence comes from; each method may return None (no such evidence).
 
@@ -62,6 +66,10 @@ class Sources:
     def truth(self, indices):
         """TruthValues for ``indices`` (elements, or directions)."""
         return None
+
+    def spot_spent(self):
+        """Whether the spot truth has used up its time."""
+        return False
 
     def confirm(self, truth, indices):
         """A new TruthValues with ``indices`` re-derived at more digits (NaN where unsettled)."""
@@ -91,17 +99,28 @@ def arbitrate(a, evidence, sources, *, rtol, eps, natural, limits=Limits()):
 
     verdicts = judge(fd, truth)
 
-    # 1. Spot truth for the disputed elements.
+    # 1. Spot truth for the disputed elements, worst first, a few at a time: until the
+    #    sources' time is spent, or a blame is corroborated (truth and finite difference
+    #    agree that the analytic value is off), which settles the verdict.
     if not sources.covers_all and verdicts.disputed.any():
         order = np.argsort(-verdicts.badness, kind="stable")
-        spot = np.sort(order[verdicts.disputed[order]][: limits.spot_truth])
-        got = sources.truth(spot)
-        if got is not None:
-            truth = _merge_truth(truth, a.size, spot, got)
-            notes.append(f"truth for the {spot.size} most disputed of {a.size} elements")
+        spot = order[verdicts.disputed[order]][: limits.spot_truth]
+        reached = 0
+        for start in range(0, spot.size, SPOT_CHUNK):
+            chunk = spot[start : start + SPOT_CHUNK]
+            got = sources.truth(chunk)
+            if got is None:
+                break
+            truth = _merge_truth(truth, a.size, chunk, got)
+            reached += int(np.count_nonzero(np.isfinite(got.center)))
             verdicts = judge(fd, truth)
+            if (verdicts.wrong & verdicts.has_truth & (verdicts.nt_loose <= rtol)).any() or sources.spot_spent():
+                break
+        if truth is not None:
+            notes.append(f"truth for {reached} of the {spot.size} most disputed of {a.size} elements")
 
-    # 2. Confirm a truth that contradicts another side.
+    # 2. Confirm a truth that contradicts the finite difference (where the two agree, a
+    #    wrong analytic value is wrong by two independent witnesses).
     doubtful = np.flatnonzero(_verdict.suspicious(verdicts, rtol))
     if truth is not None and doubtful.size:
         got = sources.confirm(truth, doubtful)
@@ -111,7 +130,7 @@ def arbitrate(a, evidence, sources, *, rtol, eps, natural, limits=Limits()):
 
     # 3. Re-examine a truth that stands alone against two agreeing sides.
     if truth is not None:
-        lonely = np.flatnonzero(verdicts.has_truth & verdicts.wrong & (verdicts.rel_nt > rtol) & (verdicts.rel_an <= rtol) & np.isfinite(fd.estimate))
+        lonely = np.flatnonzero(verdicts.has_truth & verdicts.wrong & (verdicts.nt_loose > rtol) & (verdicts.rel_an <= rtol) & np.isfinite(fd.estimate))
         if lonely.size:
             got = sources.reexamine(truth, fd, lonely)
             if got is not None:

@@ -27,7 +27,7 @@ from gradverify import _arbiter, _backend, _highprec, _numerical, _structural, _
 from gradverify._errors import CheckBudgetExceeded, GradVerifyError, HighPrecisionUnavailable, InvalidArgument, UserFunctionError, asserting
 from gradverify._options import DEFAULT_DPS, DEFAULT_TIME_BUDGET, MODES, TRUTHS, CheckOptions  # noqa: F401 (MODES, TRUTHS re-exported)
 from gradverify._result import VerificationResult
-from gradverify._truth import HighPrecisionPhi, confirm, element_scale, input_scale
+from gradverify._truth import HighPrecisionPhi, confirm, element_scale, input_scale, reexamine
 
 FULL_MODE_MAX = 20_000
 TRUTH_ELEMENTWISE_MAX = 64
@@ -37,7 +37,7 @@ TRUTH_DIRECTIONAL_MAX = 50_000
 SPOT_TRUTH_SECONDS = 10.0
 SPOT_TRUTH_MIN, SPOT_TRUTH_MAX = 16, 1024
 # Evaluations per element (full) or direction (directional) assumed by the cost estimate.
-EVALUATIONS_PER_ELEMENT = 4
+EVALUATIONS_PER_ELEMENT = 5
 
 
 def check_vjp(
@@ -302,6 +302,20 @@ class _CheckRun:
         if options.batched:
             self._check_batched_claim(evaluator, wrt)
         hosts = {i: _backend.to_numpy(x64[i]).astype(np.float64).reshape(-1) for i in wrt}
+        for i in list(wrt):
+            coarse = _quantization(evaluator, i, hosts[i], options.seed)
+            if coarse is not None:
+                msg = (
+                    f"fn does not run in float64 on input {i}: its slope along a random direction is {coarse[0]:.6g} for steps"
+                    f" of 2**-40 of the input's scale and {coarse[1]:.6g} for steps of 2**-18 and 2**-17, as when the input passes through"
+                    " a float32 or float16 buffer or cast (out = np.zeros(shape, dtype=np.float32); x.astype(np.float32)) and"
+                    " its low bits are lost; its gradient cannot be verified in float64. Keep the input's dtype inside fn"
+                )
+                seen.fail("fn_not_float64", msg, i)
+                wrt = [j for j in wrt if j != i]
+                hosts.pop(i)
+        if not wrt:
+            return []
         analytic = {i: _backend.to_numpy(seen.grads[i]).astype(np.float64).reshape(-1) for i in wrt}
         total = sum(h.size for h in hosts.values())
         mode = self.mode if self.mode != "auto" else ("full" if total <= FULL_MODE_MAX else "directional")
@@ -345,7 +359,9 @@ class _CheckRun:
         richardson = self.options.richardson
         st = _numerical.elementwise(evaluator, i, host, richardson)
         target = _numerical.REFINE_FRACTION * rtol * np.maximum(np.abs(st.estimate), np.max(np.abs(st.estimate), initial=0.0) * 1e-3)
-        _numerical.refine_elementwise(evaluator, i, host, richardson, st, target)
+        # Elements already resolved to rtol of the gradient's natural size need no better step.
+        resolution = _numerical.REFINE_FRACTION * rtol * _numerical.natural_scale(evaluator, host, st.estimate)
+        _numerical.refine_elementwise(evaluator, i, host, richardson, st, target, resolution=resolution)
         sources = _Sources(self, evaluator, truth, i=i, host=host)
         tv = None
         if self.truth_used == "elementwise":
@@ -366,16 +382,16 @@ class _CheckRun:
     def _directional(self, evaluator, truth, dirs, analytic, v_max, wrt):
         """Random signed directions over all inputs at once: ``<grad, d>`` against ``phi'`` along ``d``."""
         richardson = self.options.richardson
-        st = _numerical.directional(evaluator, dirs, richardson)
+        rtol = max(self.rtols[i] for i in wrt)
         a = np.array([sum(float(analytic[i] @ d[i]) for i in wrt) for d in dirs])
         terms = np.array([sum(float(np.abs(analytic[i]) @ np.abs(d[i])) for i in wrt) for d in dirs])
         # A direction moves every element by its own scale: phi's natural rate of change along
         # it is phi's own magnitude (scale 1 in t).
         natural = _tolerances.natural_size(evaluator.magnitude, v_max, 1.0, terms)
+        st = _numerical.directional(evaluator, dirs, richardson, target=_numerical.REFINE_FRACTION * rtol * natural)
         sources = _DirectionalSources(self, evaluator, truth if self.truth_used == "directional" else None, dirs=dirs, analytic=analytic)
         tv = sources.truth(np.arange(len(dirs))) if sources.phi is not None else None
         sources.covers_all = True
-        rtol = max(self.rtols[i] for i in wrt)
         dtype = _backend.dtype_name(self.inputs[wrt[0]].dtype)
         verdicts, evidence, notes = _arbiter.arbitrate(a, _arbiter.Evidence(st, tv), sources, rtol=rtol, eps=_tolerances.eps_for(dtype), natural=natural)
         self.truth_notes.extend(f"directions: {n}" for n in notes)
@@ -458,26 +474,49 @@ class _CheckRun:
         )
 
 
-class _Sources(_arbiter.Sources):
-    """More evidence about the elements of one input, for the arbiter."""
+class _TruthSources(_arbiter.Sources):
+    """Confirmation and re-examination of a truth, for the elements or the directions."""
 
-    def __init__(self, run, evaluator, phi, *, i, host):
-        self.run, self.evaluator, self.phi, self.i, self.host = run, evaluator, phi, i, host
+    phi = None
 
-    def truth(self, indices):
-        if self.phi is None:
-            return None
-        return self.phi.elementwise(self.i, element_scale(self.host), input_scale(self.host), indices=indices)
+    def _recompute(self):
+        raise NotImplementedError  # each subclass binds its own recomputation
 
-    def confirm(self, truth, indices):
+    def _again(self, truth, indices, how):
         if self.phi is None:
             return None
         got = _arbiter._replace(truth)
         mask = np.zeros(truth.center.shape, dtype=bool)
         mask[indices] = True
-        recompute = functools.partial(self.phi.elementwise, self.i, element_scale(self.host), input_scale(self.host))
-        confirm(got, mask, recompute, self.run.options.dps, atol=1e-20 * np.maximum(np.abs(truth.center), 1e-300))
+        how(got, mask, self._recompute(), self.run.options.dps, atol=1e-20 * np.maximum(np.abs(truth.center), 1e-300))
         return got
+
+    def confirm(self, truth, indices):
+        return self._again(truth, indices, confirm)
+
+    def reexamine(self, truth, fd, indices):
+        return self._again(truth, indices, reexamine)
+
+
+class _Sources(_TruthSources):
+    """More evidence about the elements of one input, for the arbiter."""
+
+    def __init__(self, run, evaluator, phi, *, i, host):
+        self.run, self.evaluator, self.phi, self.i, self.host = run, evaluator, phi, i, host
+        self._spot_started = None
+
+    def truth(self, indices):
+        if self.phi is None:
+            return None
+        if self._spot_started is None:
+            self._spot_started = time.perf_counter()
+        return self.phi.elementwise(self.i, element_scale(self.host), input_scale(self.host), indices=indices)
+
+    def spot_spent(self):
+        return self._spot_started is not None and time.perf_counter() - self._spot_started > SPOT_TRUTH_SECONDS
+
+    def _recompute(self):
+        return functools.partial(self.phi.elementwise, self.i, element_scale(self.host), input_scale(self.host))
 
     def cross_check(self, fd, indices):
         got = _arbiter._replace(fd)
@@ -485,7 +524,7 @@ class _Sources(_arbiter.Sources):
         return got
 
 
-class _DirectionalSources(_arbiter.Sources):
+class _DirectionalSources(_TruthSources):
     """More evidence about random directions over all inputs, for the arbiter."""
 
     directional = True
@@ -498,15 +537,8 @@ class _DirectionalSources(_arbiter.Sources):
             return None
         return self.phi.directional(self.dirs, indices=indices)
 
-    def confirm(self, truth, indices):
-        if self.phi is None:
-            return None
-        got = _arbiter._replace(truth)
-        mask = np.zeros(truth.center.shape, dtype=bool)
-        mask[indices] = True
-        recompute = functools.partial(self.phi.directional, self.dirs)
-        confirm(got, mask, recompute, self.run.options.dps, atol=1e-20 * np.maximum(np.abs(truth.center), 1e-300))
-        return got
+    def _recompute(self):
+        return functools.partial(self.phi.directional, self.dirs)
 
     def split(self, k, judge_part, max_parts):
         """Direction ``k`` judged part by part: each part smooth, or one element at a kink.
@@ -550,6 +582,40 @@ def _describe(st):
     if st.kink[0]:
         return f"kink, one-sided in [{st.lo[0]:.10g}, {st.hi[0]:.10g}]"
     return f"{st.estimate[0]:.10g} (error estimate {st.error[0]:.3g})"
+
+
+# Steps of the float64 probe, in units of each element's scale: one far below float32's
+# resolution (2**-24) and far above float64's (2**-52), and two above float32's.
+QUANTIZATION_STEPS = (2.0**-40, 2.0**-18, 2.0**-17)
+# Slopes at the fine and the coarse steps further apart than this (relative) mean fn
+# quantizes its input, provided the two coarse slopes agree to a tenth of it.
+QUANTIZATION_RTOL = 0.05
+
+
+def _quantization(evaluator, i, host, seed):
+    """``(fine, coarse)`` slopes of ``phi`` when ``fn`` loses the low bits of input ``i``, else None.
+
+    For a function that runs in float64, centered differences along one direction agree at
+    a step of 2**-40 and of 2**-18 of each element's scale (up to rounding at the small
+    step, which is bounded). A float32 buffer inside ``fn`` makes the path through it
+    constant below 2**-24, so the two slopes differ, while the slopes at 2**-18 and 2**-17
+    (both above float32's resolution) agree. A kink at ``x`` itself is straddled alike at
+    every step; a jump, noise or strong curvature at the coarse steps makes the two coarse
+    slopes disagree and the probe says nothing. A kink between the scales (within about
+    4e-6 of ``x`` relative, away from ``x`` itself) could still read as quantization.
+    """
+    rng = np.random.default_rng([seed, 2, i])
+    d = rng.choice([-1.0, 1.0], size=host.size) * _numerical.step_scale(host)
+    steps = np.array([s * sign for s in QUANTIZATION_STEPS for sign in (1.0, -1.0)])
+    diff, moved = evaluator.phi(steps.size, lambda start, stop: {i: _numerical.Dense(steps[start:stop, None] * d[None, :])})
+    if not np.all(np.isfinite(diff)):
+        return None  # a step left fn's domain: no evidence either way
+    fine, coarse, coarser = ((diff[2 * k] - diff[2 * k + 1]) / (2 * t) for k, t in enumerate(QUANTIZATION_STEPS))
+    noise = 8 * evaluator.noise(moved[:2]).max() / QUANTIZATION_STEPS[0]
+    settled = abs(coarse - coarser) <= 0.1 * QUANTIZATION_RTOL * max(abs(coarse), abs(coarser))
+    if settled and abs(fine - coarse) > QUANTIZATION_RTOL * max(abs(fine), abs(coarse)) + noise:
+        return fine, coarse
+    return None
 
 
 def _spot_budget(phi):

@@ -31,6 +31,7 @@ class ElementReport:
     step: float | None = None
     truth: float | None = None
     truth_bracket: tuple | None = None  # (lo, hi) of the truth's one-sided derivatives
+    truth_note: str | None = None  # why this element has no truth (its integrity failed, ...)
     rel_analytic_numerical: float | None = None
     rel_analytic_truth: float | None = None
     rel_numerical_truth: float | None = None
@@ -52,6 +53,8 @@ class InputReport:
     numerical_off: int = 0  # elements where the finite difference is off the truth
     unresolved: int = 0  # elements the finite difference could not resolve, with no truth
     not_differentiable: int = 0  # elements where fn jumps or is noisy, with no truth
+    truth_missing: int = 0  # elements whose truth failed its own checks (the differences decide)
+    truth_missing_reason: str = ""  # the first such element's reason
     max_rel_analytic_numerical: float | None = None
     max_rel_analytic_truth: float | None = None
     max_rel_numerical_truth: float | None = None
@@ -169,6 +172,8 @@ def _format_input(p):
         f"  analytic~truth {_fmt(p.max_rel_analytic_truth, 3)}"
         f"  numerical~truth {_fmt(p.max_rel_numerical_truth, 3)}",
     ]
+    if p.truth_missing:
+        lines.append(f"    no truth at {p.truth_missing} {unit} (the finite differences decide there): {p.truth_missing_reason}")
     for label, e in [("worst", p.worst)] + [("also", e) for e in p.examples]:
         if e is None:
             continue
@@ -192,6 +197,8 @@ def _format_element(label, e):
         lines.append(f"      truth      kink: subgradients in [{_fmt(lo, 17)}, {_fmt(hi, 17)}]")
     elif e.truth is not None:
         lines.append(f"      truth      {_fmt(e.truth, 17)}")
+    elif e.truth_note:
+        lines.append(f"      truth      none: {e.truth_note}")
     lines.append(
         f"      rel. error analytic~numerical {_fmt(e.rel_analytic_numerical, 3)}, analytic~truth"
         f" {_fmt(e.rel_analytic_truth, 3)}, numerical~truth {_fmt(e.rel_numerical_truth, 3)}"

@@ -43,6 +43,7 @@ class Verdicts:
     strict_an: np.ndarray  # analytic~numerical with only the analytic noise floor (reported)
     rel_at: np.ndarray | None  # analytic~truth
     rel_nt: np.ndarray | None  # numerical~truth
+    nt_loose: np.ndarray | None  # numerical~truth with the finite difference's error in the floor
     has_truth: np.ndarray
     wrong: np.ndarray
     unresolved: np.ndarray
@@ -70,7 +71,7 @@ def judge(a, st, tv, *, rtol, eps, natural):
     natural = natural * np.ones(n)
     a_noise = _tolerances.analytic_noise(eps, rtol, natural)
     floor = a_noise / rtol
-    fd_err = 2 * np.nan_to_num(st.error, nan=np.inf)
+    fd_err = 2 * np.where(np.isnan(st.error), np.inf, st.error)
     loose = (fd_err + a_noise) / rtol
     rough = getattr(st, "rough", np.zeros(n, dtype=bool))
     with np.errstate(invalid="ignore"):
@@ -85,34 +86,42 @@ def judge(a, st, tv, *, rtol, eps, natural):
     fd_unresolved = ~fd_wrong & ~rough & ((strict_an > rtol) & coarse | fd_bad)
     if tv is None:
         none = np.zeros(n, dtype=bool)
-        return Verdicts(rel_an, strict_an, None, None, none, fd_wrong, fd_unresolved, rough.copy())
+        return Verdicts(rel_an, strict_an, None, None, None, none, fd_wrong, fd_unresolved, rough.copy())
     lo, hi = tv.lo, tv.hi
     kink = tv.kink.copy()
-    near = getattr(tv, "near_kink", None)
-    if near is not None:
+    if tv.near_kink.any():
         # A kink within float64's resolution of x: float64 sees it, the exact function
-        # does not. Either view's subgradients are acceptable.
-        union = near & st.kink & ~fd_bad
-        kink |= union
-        lo = np.where(union, np.fmin(np.fmin(st.lo, tv.lo), tv.center), lo)
-        hi = np.where(union, np.fmax(np.fmax(st.hi, tv.hi), tv.center), hi)
+        # does not. Either view's subgradients are acceptable: the union of the truth, its
+        # one-sided values at the normal step and the finite differences' bracket.
+        near = tv.near_kink & np.isfinite(tv.center)
+        fd_lo = np.where(st.kink & ~fd_bad, st.lo, np.nan)
+        fd_hi = np.where(st.kink & ~fd_bad, st.hi, np.nan)
+        kink |= near
+        lo = np.where(near, np.fmin(np.fmin(np.fmin(tv.lo, tv.coarse_lo), fd_lo), tv.center), lo)
+        hi = np.where(near, np.fmax(np.fmax(np.fmax(tv.hi, tv.coarse_hi), fd_hi), tv.center), hi)
     with np.errstate(invalid="ignore"):
         rel_at = np.where(kink, interval_rel(a, lo, hi, floor), _tolerances.relative_error(a, tv.center, floor))
         rel_nt = np.where(kink, interval_rel(st.estimate, lo, hi, floor), _tolerances.relative_error(st.estimate, tv.center, floor))
-    rel_nt[fd_bad] = np.inf
+        nt_loose = np.where(
+            kink,
+            interval_rel(st.estimate, lo, hi, loose),
+            np.where(st.kink, interval_rel(tv.center, st.lo, st.hi, loose), _tolerances.relative_error(st.estimate, tv.center, loose)),
+        )
+    rel_nt[fd_bad] = nt_loose[fd_bad] = np.inf
     has_truth = np.isfinite(tv.center)
     wrong = np.where(has_truth, rel_at > rtol, fd_wrong)
     unresolved = ~has_truth & fd_unresolved
     nondiff = ~has_truth & rough
-    return Verdicts(rel_an, strict_an, rel_at, rel_nt, has_truth, wrong, unresolved, nondiff)
+    return Verdicts(rel_an, strict_an, rel_at, rel_nt, nt_loose, has_truth, wrong, unresolved, nondiff)
 
 
 def suspicious(verdicts, rtol):
-    """Elements where the truth contradicts another side: worth a second, finer look."""
+    """Elements where the truth contradicts the finite difference beyond the difference's
+    own error: worth a second, finer look (where the two agree, each vouches for the other)."""
     if verdicts.rel_at is None:
         return np.zeros(verdicts.wrong.shape, dtype=bool)
     with np.errstate(invalid="ignore"):
-        return verdicts.has_truth & ((verdicts.rel_at > rtol) | (verdicts.rel_nt > rtol))
+        return verdicts.has_truth & (verdicts.nt_loose > rtol)
 
 
 def report(name, index, shape, dtype, rtol, a, st, tv, v, unravel):
@@ -130,6 +139,11 @@ def report(name, index, shape, dtype, rtol, a, st, tv, v, unravel):
         not_differentiable=int(np.count_nonzero(v.nondiff)),
         max_rel_analytic_numerical=float(v.strict_an.max(initial=0.0)),
     )
+    if tv is not None:
+        missing = ~v.has_truth & (tv.note != "")
+        out.truth_missing = int(np.count_nonzero(missing))
+        if out.truth_missing:
+            out.truth_missing_reason = str(tv.note[np.flatnonzero(missing)[0]])
     if v.rel_at is not None and v.has_truth.any():
         out.numerical_off = int(np.count_nonzero(v.has_truth & ~v.wrong & (v.rel_nt > rtol)))
         out.max_rel_analytic_truth = float(v.rel_at[v.has_truth].max())
@@ -153,6 +167,7 @@ def _element(k, a, st, tv, v, unravel):
         numerical_error=float(st.error[k]),
         step=float(st.step[k]),
         truth=float(tv.center[k]) if truth else None,
+        truth_note=str(tv.note[k]) if tv is not None and not truth and tv.note[k] else None,
         truth_bracket=(float(tv.lo[k]), float(tv.hi[k])) if truth and tv.kink[k] else None,
         rel_analytic_numerical=float(v.strict_an[k]),
         rel_analytic_truth=float(v.rel_at[k]) if truth else None,

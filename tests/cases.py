@@ -335,3 +335,184 @@ AWKWARD = [
     Case("a polynomial at a subnormal element", lambda x: x * x + 3.0 * x, lambda v, x: (v * (2.0 * x + 3.0),), lambda rng: (np.array([1.7436e-320, 0.5, -2.0]),)),
     Case("tanh of mixed scales", tanh, lambda v, x: (v * (1 - _ns(x).tanh(x) ** 2),), lambda rng: (np.array([1e-8, -3.0, 20.0, 0.5]),)),
 ]
+
+
+# -- issue 9: verdicts on code written the way real code is written ------------------------
+#
+# NumPy only (they use NumPy's own idioms on purpose): scratch buffers, casts, float
+# constants in np.minimum/np.clip, a float32 buffer, noise, jumps, kinks along directions,
+# realistic sizes. REAL_CORRECT must pass, or be honestly inconclusive, never blamed;
+# REAL_BUGS must fail with blame "analytic"; NEVER_PASS must fail, whatever the blame
+# (a function that is not differentiable where it is checked has no gradient to verify).
+
+
+def _scratch_square_times_x(x):
+    out = np.zeros(x.shape)  # a float64 scratch buffer: the truth cannot ride through it
+    for i in range(x.size):
+        out[i] = x[i] ** 2
+    return out * x
+
+
+def _cast_inside(x):
+    return np.asarray(x, dtype=float) ** 3 * x.astype(float) + np.array(x, dtype=np.float64)
+
+
+def _elu(x):
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))
+
+
+def _elu_vjp(v, x):
+    return (v * np.where(x > 0, 1.0, np.exp(np.minimum(x, 0.0))),)
+
+
+def _float32_buffer(x):
+    buf = np.zeros(x.shape, dtype=np.float32)
+    buf[:] = x  # quantizes x to float32
+    return buf.astype(np.float64) * x
+
+
+def _hinge_scores():
+    # Scores whose float64 margin s_j - s_y + 1 is exactly 0 for j = 1 (0.1 + 0.2 - 0.3 + 1
+    # - 1 style rounding), while the exact margin of the stored values is not.
+    w = np.array([[0.1, 0.7, -0.4], [0.3, -1.2, 0.5]])
+    x = np.array([1.0, 1.0])
+    s = x @ w
+    w = w.copy()
+    w[0, 1] += (s[0] - 1.0) - s[1]  # now x @ w gives s_1 == s_0 - 1 in float64
+    return x, w
+
+
+def _svm_loss(w, x=None, y=0):
+    s = x @ w
+    margins = np.maximum(0.0, s - s[y] + 1.0)
+    margins[y] = 0.0
+    return np.sum(margins)
+
+
+def _svm_vjp(v, w, x=None, y=0):
+    s = x @ w
+    margins = s - s[y] + 1.0
+    mask = (margins > 0).astype(float)  # the textbook subgradient: 0 at a zero margin
+    mask[y] = 0.0
+    mask[y] = -np.sum(mask)
+    return (v * np.outer(x, mask),)
+
+
+def _noisy_tanh(x):
+    return np.tanh(x) + 1e-3 * np.sin(1e9 * x)
+
+
+def _tanh_vjp(v, x):
+    return (v * (1 - np.tanh(x) ** 2),)
+
+
+def _relu_planted_zeros(rng):
+    x = rng.standard_normal((8, 16))
+    x[rng.random(x.shape) < 0.3] = 0.0
+    return (x,)
+
+
+def _ce_mean(logits, labels):
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return -np.mean(logp[np.arange(labels.size), labels])
+
+
+def _ce_mean_vjp(v, logits, labels):
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(labels.size), labels] -= 1.0
+    return (v * p / labels.size, None)
+
+
+def _ce_inputs(n, c):
+    return lambda rng: (rng.standard_normal((n, c)), rng.integers(0, c, size=n))
+
+
+def _batchnorm_train(x, gamma, beta):
+    mu = x.mean(axis=0)
+    var = x.var(axis=0)
+    xhat = (x - mu) / np.sqrt(var + 1e-5)
+    return gamma * xhat + beta
+
+
+def _batchnorm_train_vjp(v, x, gamma, beta):
+    n = x.shape[0]
+    mu = x.mean(axis=0)
+    var = x.var(axis=0)
+    inv = 1.0 / np.sqrt(var + 1e-5)
+    xhat = (x - mu) * inv
+    dxhat = v * gamma
+    dx = inv / n * (n * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0))
+    return dx, (v * xhat).sum(axis=0), v.sum(axis=0)
+
+
+def _mlp_ce(w1, b1, w2, b2, x=None, labels=None):
+    h = np.maximum(x @ w1 + b1, 0.0)
+    return _ce_mean(h @ w2 + b2, labels)
+
+
+def _mlp_ce_vjp(v, w1, b1, w2, b2, x=None, labels=None):
+    pre = x @ w1 + b1
+    h = np.maximum(pre, 0.0)
+    dlogits = _ce_mean_vjp(v, h @ w2 + b2, labels)[0]
+    dh = dlogits @ w2.T
+    dpre = dh * (pre > 0)
+    return x.T @ dpre, dpre.sum(axis=0), h.T @ dlogits, dlogits.sum(axis=0)
+
+
+def _mlp_pre_instead_of_h_vjp(v, w1, b1, w2, b2, x=None, labels=None):
+    dw1, db1, _, db2 = _mlp_ce_vjp(v, w1, b1, w2, b2, x=x, labels=labels)
+    pre = x @ w1 + b1
+    dlogits = _ce_mean_vjp(v, np.maximum(pre, 0.0) @ w2 + b2, labels)[0]
+    return dw1, db1, pre.T @ dlogits, db2
+
+
+def _mlp_case(name, vjp):
+    rng = np.random.default_rng(3)
+    x, labels = rng.standard_normal((32, 20)), rng.integers(0, 10, size=32)
+    fn = lambda w1, b1, w2, b2: _mlp_ce(w1, b1, w2, b2, x=x, labels=labels)  # noqa: E731
+    grads = lambda v, *p: vjp(v, *p, x=x, labels=labels)  # noqa: E731
+    params = lambda rng: (0.3 * rng.standard_normal((20, 16)), 0.1 * rng.standard_normal(16), 0.3 * rng.standard_normal((16, 10)), np.zeros(10))  # noqa: E731
+    return Case(name, fn, grads, params)
+
+
+def _svm_case(name, vjp):
+    x, w = _hinge_scores()
+    return Case(name, lambda w: _svm_loss(w, x=x), lambda v, w: vjp(v, w, x=x), lambda rng: (w,))
+
+
+REAL_CORRECT = [
+    Case("a float64 scratch buffer filled in a loop", _scratch_square_times_x, lambda v, x: (3 * v * x**2,), lambda rng: (np.array([0.3, -1.2, 2.0]),)),
+    Case("casts inside fn (np.asarray(dtype=float), astype(float), np.array(dtype=float64))", _cast_inside, lambda v, x: (v * (4 * x**3 + 1),), lambda rng: (np.array([0.3, -1.2, 2.0]),)),
+    Case("np.clip at its bounds", lambda x: np.clip(x, -1.0, 1.0), lambda v, x: (v * ((x >= -1) & (x <= 1)),), lambda rng: (np.array([2.0, -3.0, 1.0]),)),
+    Case("ELU through np.minimum(x, 0.0) at an exact 0", _elu, _elu_vjp, lambda rng: (np.array([0.0, -1.0, 2.0, -0.5]),)),
+    Case("check_grad's wrapper around float(np.sum(x**2))", lambda x: np.asarray(float(np.sum(x**2))), lambda v, x: (2 * v * x,), lambda rng: (np.array([0.3, -1.2, 2.0]),)),
+    _svm_case("SVM hinge with a float64 margin of exactly 0 (textbook subgradient)", _svm_vjp),
+    Case("ReLU with planted exact zeros, directional mode", lambda x: np.maximum(x, 0.0), lambda v, x: (v * (x > 0),), _relu_planted_zeros, options={"mode": "directional"}),
+    Case("ReLU with planted exact zeros, full mode", lambda x: np.maximum(x, 0.0), lambda v, x: (v * (x > 0),), _relu_planted_zeros),
+    Case("tanh at 0 and 1e4 with Richardson, directional, no truth", np.tanh, _tanh_vjp, lambda rng: (np.array([0.0, 1e4]),), options={"mode": "directional", "truth": "off", "richardson": True}),
+    Case("tanh at 0, 1e4 and 1e6 with Richardson, full, no truth", np.tanh, _tanh_vjp, lambda rng: (np.array([0.0, 1e4, 1e6]),), options={"truth": "off", "richardson": True}),
+    Case("mean softmax cross-entropy, logits 128x100", _ce_mean, _ce_mean_vjp, _ce_inputs(128, 100)),
+    Case("batch norm (train) 64x32 with gamma and beta", _batchnorm_train, _batchnorm_train_vjp, lambda rng: (rng.standard_normal((64, 32)), 1 + 0.1 * rng.standard_normal(32), 0.1 * rng.standard_normal(32))),
+    _mlp_case("2-layer MLP with ReLU and cross-entropy", _mlp_ce_vjp),
+    Case("sum(tanh(X @ W)), W 64x64", lambda w: np.sum(np.tanh(np.linspace(-1, 1, 8 * 64).reshape(8, 64) @ w)), lambda v, w: (np.linspace(-1, 1, 8 * 64).reshape(8, 64).T @ (v * (1 - np.tanh(np.linspace(-1, 1, 8 * 64).reshape(8, 64) @ w) ** 2)),), lambda rng: (rng.standard_normal((64, 64)) / 8,)),
+]
+
+REAL_BUGS = [
+    Case("a float64 scratch buffer, gradient missing a factor", _scratch_square_times_x, lambda v, x: (2 * v * x**2,), lambda rng: (np.array([0.3, -1.2, 2.0]),)),
+    Case("ELU through np.minimum, slope 0.5 on the negative side", _elu, lambda v, x: (0.5 * _elu_vjp(v, x)[0],), lambda rng: (np.array([0.0, -1.0, 2.0, -0.5]),)),
+    Case("floor(x) + x at integers, gradient 100", lambda x: np.floor(x) + x, lambda v, x: (100 * v,), lambda rng: (np.array([2.0, -1.0, 0.5]),)),
+    Case("ReLU with planted zeros, directional, gradient 1.5 where x >= 0", lambda x: np.maximum(x, 0.0), lambda v, x: (1.5 * v * (x >= 0),), _relu_planted_zeros, options={"mode": "directional"}),
+    Case("ReLU with planted zeros, directional, mask inverted", lambda x: np.maximum(x, 0.0), lambda v, x: (v * (x < 0),), _relu_planted_zeros, options={"mode": "directional"}),
+    _svm_case("SVM hinge at a zero margin, gradient of the correct class left out", lambda v, w, x=None: (_svm_vjp(v, w, x=x)[0] * np.array([0.0, 1.0, 1.0]),)),
+    Case("mean softmax cross-entropy 32x10, the 1/N left out", _ce_mean, lambda v, logits, labels: (_ce_mean_vjp(v, logits, labels)[0] * labels.size, None), _ce_inputs(32, 10)),
+    _mlp_case("2-layer MLP, dW2 from the pre-activations instead of the ReLU output", _mlp_pre_instead_of_h_vjp),
+]
+
+NEVER_PASS = [
+    Case("tanh plus deterministic noise, gradient doubled", _noisy_tanh, lambda v, x: (2 * _tanh_vjp(v, x)[0],), _normal(5)),
+    Case("tanh plus deterministic noise, gradient all zeros", _noisy_tanh, lambda v, x: (0 * v,), _normal(5)),
+    Case("a float32 buffer inside fn", _float32_buffer, lambda v, x: (2 * v * x,), lambda rng: (np.array([0.3, -1.2, 2.0]),)),
+]

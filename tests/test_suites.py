@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from gradverify import check_vjp
-from cases import AWKWARD, BUGS
+from cases import AWKWARD, BUGS, NEVER_PASS, REAL_BUGS, REAL_CORRECT
+from student_layers import STUDENT_BUGS, STUDENT_CORRECT
 
 
 @pytest.mark.parametrize("case", BUGS, ids=[c.name for c in BUGS])
@@ -53,6 +54,71 @@ def test_wrong_gradient_is_caught_in_directional_mode(case, xp):
 def test_awkward_gradient_is_never_blamed_without_the_truth(case, xp):
     """Finite differences alone may be unable to decide (blame "numerical"), never accuse wrongly."""
     inputs = case.arrays(xp, np.random.default_rng(7))
-    result = check_vjp(case.fn, case.vjp, *inputs, truth="off", **case.options)
+    result = check_vjp(case.fn, case.vjp, *inputs, **{**case.options, "truth": "off"})
     assert result.blame != "analytic", str(result)
     assert result.passed or result.blame == "numerical", str(result)
+
+
+# -- issue 9: code written the way real code is written (NumPy idioms, so NumPy only) ------------
+
+TRUTHS = ["auto", "off"]
+CORRECT = REAL_CORRECT + STUDENT_CORRECT
+WRONG = REAL_BUGS + STUDENT_BUGS
+
+
+def _run(case, truth):
+    inputs = case.inputs(np.random.default_rng(7))
+    return check_vjp(case.fn, case.vjp, *inputs, **{**case.options, "truth": case.options.get("truth", truth) if truth == "auto" else truth})
+
+
+@pytest.mark.parametrize("truth", TRUTHS)
+@pytest.mark.parametrize("case", CORRECT, ids=[c.name for c in CORRECT])
+def test_real_code_correct_gradient_is_never_blamed(case, truth):
+    """Passes, or is honestly inconclusive (blame "numerical"); never blamed."""
+    result = _run(case, truth)
+    assert result.blame != "analytic", str(result)
+    assert result.passed or result.blame == "numerical", str(result)
+    if truth == "auto" and "truth" not in case.options:
+        assert result.passed, str(result)  # with the truth there is no excuse left
+
+
+@pytest.mark.parametrize("truth", TRUTHS)
+@pytest.mark.parametrize("case", WRONG, ids=[c.name for c in WRONG])
+def test_real_code_wrong_gradient_is_caught(case, truth):
+    result = _run(case, truth)
+    assert not result.passed and result.blame == "analytic", str(result)
+
+
+@pytest.mark.parametrize("truth", TRUTHS)
+@pytest.mark.parametrize("case", NEVER_PASS, ids=[c.name for c in NEVER_PASS])
+def test_no_gradient_passes_where_fn_is_not_differentiable_in_float64(case, truth):
+    result = _run(case, truth)
+    assert not result.passed, str(result)
+
+
+def test_a_float32_buffer_is_a_structural_finding_not_a_wrong_gradient():
+    case = next(c for c in NEVER_PASS if "float32 buffer" in c.name)
+    result = _run(case, "auto")
+    assert {s.kind for s in result.structural} == {"fn_not_float64"}, str(result)
+    assert result.blame is None and not result.per_input, str(result)
+
+
+def test_a_mutated_cotangent_does_not_corrupt_the_numbers():
+    def vjp(v, x):
+        v *= 1 - np.tanh(x) ** 2  # right value, computed in the caller's array
+        return (v,)
+
+    result = check_vjp(np.tanh, vjp, np.array([0.3, -1.2, 2.0]))
+    assert [s.kind for s in result.structural] == ["vjp_mutates_cotangent"]
+    assert result.per_input and result.per_input[0].failures == 0, str(result)
+    assert result.max_rel_error < 1e-12, str(result)
+
+
+def test_one_bad_gradient_does_not_hide_the_verdict_of_the_others():
+    def vjp(v, x, w):
+        return (v @ w.T)[:, :1], 2 * x.T @ v  # dx has the wrong shape; dw is doubled
+
+    rng = np.random.default_rng(0)
+    result = check_vjp(lambda x, w: x @ w, vjp, rng.standard_normal((2, 3)), rng.standard_normal((3, 2)))
+    assert "gradient_shape" in {s.kind for s in result.structural}
+    assert [p.index for p in result.per_input] == [1] and result.per_input[0].failures, str(result)
