@@ -9,6 +9,7 @@ True
 
 from gradverify._check import assert_grad, assert_layer, assert_vjp, check_grad, check_layer, check_vjp
 from gradverify._errors import (
+    CheckBudgetExceeded,
     GradientMismatch,
     GradVerifyError,
     HighPrecisionUnavailable,
@@ -20,6 +21,7 @@ from gradverify._result import VerificationResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckBudgetExceeded",
     "GradVerifyError",
     "GradientMismatch",
     "HighPrecisionUnavailable",

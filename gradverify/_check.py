@@ -302,20 +302,6 @@ class _CheckRun:
         if options.batched:
             self._check_batched_claim(evaluator, wrt)
         hosts = {i: _backend.to_numpy(x64[i]).astype(np.float64).reshape(-1) for i in wrt}
-        for i in list(wrt):
-            coarse = _quantization(evaluator, i, hosts[i], options.seed)
-            if coarse is not None:
-                msg = (
-                    f"fn does not run in float64 on input {i}: its slope along a random direction is {coarse[0]:.6g} for steps"
-                    f" of 2**-40 of the input's scale and {coarse[1]:.6g} for steps of 2**-18 and 2**-17, as when the input passes through"
-                    " a float32 or float16 buffer or cast (out = np.zeros(shape, dtype=np.float32); x.astype(np.float32)) and"
-                    " its low bits are lost; its gradient cannot be verified in float64. Keep the input's dtype inside fn"
-                )
-                seen.fail("fn_not_float64", msg, i)
-                wrt = [j for j in wrt if j != i]
-                hosts.pop(i)
-        if not wrt:
-            return []
         analytic = {i: _backend.to_numpy(seen.grads[i]).astype(np.float64).reshape(-1) for i in wrt}
         total = sum(h.size for h in hosts.values())
         mode = self.mode if self.mode != "auto" else ("full" if total <= FULL_MODE_MAX else "directional")
@@ -338,7 +324,33 @@ class _CheckRun:
                     for i in wrt:
                         d[i][self.kinked[i]] = 0.0
             reports.append(self._directional(evaluator, truth, dirs, analytic, v_max, wrt))
-        return reports
+        return self._explain_failures(seen, evaluator, hosts, reports)
+
+    def _explain_failures(self, seen, evaluator, hosts, reports):
+        """Where a comparison failed, ask whether fn ran in float64 at all.
+
+        Only failures are probed: a function that quantizes its input (a float32 buffer)
+        fails the comparison without the gradient being wrong, and its inputs' reports give
+        way to a structural finding. A passing check is never touched by the probe.
+        """
+        failed = {p.index for p in reports if not p.passed}
+        suspects = sorted(hosts) if None in failed else sorted(failed)
+        quantized = set()
+        for i in suspects:
+            slopes = _quantization(evaluator, i, hosts[i], self.options.seed)
+            if slopes is not None:
+                msg = (
+                    f"fn does not run in float64 on input {i}: its slope along a random direction is {slopes[0]:.6g} for steps"
+                    f" of 2**-40 and 2**-38 of each element and {slopes[1]:.6g} for steps of 2**-18 and 2**-17, as when the"
+                    " input passes through a float32 or float16 buffer or cast (out = np.zeros(shape, dtype=np.float32);"
+                    " x.astype(np.float32)) and its low bits are lost; its gradient cannot be verified in float64."
+                    " Keep the input's dtype inside fn"
+                )
+                seen.fail("fn_not_float64", msg, i)
+                quantized.add(i)
+        if not quantized:
+            return reports
+        return [p for p in reports if p.index not in quantized and not (p.index is None and None in failed)]
 
     def _refuse_if_too_costly(self, mode, total, per_call):
         budget = self.options.time_budget
@@ -584,36 +596,57 @@ def _describe(st):
     return f"{st.estimate[0]:.10g} (error estimate {st.error[0]:.3g})"
 
 
-# Steps of the float64 probe, in units of each element's scale: one far below float32's
+# Steps of the float64 probe, in units of each element's scale: two far below float32's
 # resolution (2**-24) and far above float64's (2**-52), and two above float32's.
-QUANTIZATION_STEPS = (2.0**-40, 2.0**-18, 2.0**-17)
-# Slopes at the fine and the coarse steps further apart than this (relative) mean fn
-# quantizes its input, provided the two coarse slopes agree to a tenth of it.
+QUANTIZATION_STEPS = (2.0**-40, 2.0**-38, 2.0**-18, 2.0**-17)
+# Fine and coarse slopes further apart than this (relative) mean fn quantizes its input,
+# when each pair agrees within itself to a tenth of it and the fine steps move phi by
+# QUANTIZATION_RESOLVED times its modelled rounding or more.
 QUANTIZATION_RTOL = 0.05
+QUANTIZATION_RESOLVED = 100.0
 
 
 def _quantization(evaluator, i, host, seed):
     """``(fine, coarse)`` slopes of ``phi`` when ``fn`` loses the low bits of input ``i``, else None.
 
-    For a function that runs in float64, centered differences along one direction agree at
-    a step of 2**-40 and of 2**-18 of each element's scale (up to rounding at the small
-    step, which is bounded). A float32 buffer inside ``fn`` makes the path through it
-    constant below 2**-24, so the two slopes differ, while the slopes at 2**-18 and 2**-17
-    (both above float32's resolution) agree. A kink at ``x`` itself is straddled alike at
-    every step; a jump, noise or strong curvature at the coarse steps makes the two coarse
-    slopes disagree and the probe says nothing. A kink between the scales (within about
-    4e-6 of ``x`` relative, away from ``x`` itself) could still read as quantization.
+    Asked only where a comparison failed (see :meth:`_CheckRun._explain_failures`). For a
+    function that runs in float64, centered differences along one direction agree at
+    steps of 2**-40 and of 2**-18 of each element. A float32 buffer inside ``fn``
+    makes the path through it constant below 2**-24: the slopes at 2**-40 and 2**-38 then
+    agree with each other, those at 2**-18 and 2**-17 with each other, and the two pairs
+    differ. The probe says nothing unless both pairs settle, the one-sided slopes at the fine
+    step agree (no kink at ``x`` along the direction), (a jump, noise or curvature at
+    the coarse steps unsettles them) and the fine steps move ``phi`` far above rounding (an
+    output that barely moves at 2**-40 only shows rounding). A kink at ``x`` itself is
+    straddled alike at every step; a kink between the scales (within about 4e-6 of ``x``
+    relative, away from ``x`` itself) leaves the one-sided slope on its other side equal to the
+    fine slope, and is told apart by that; two such kinks on opposite sides could still read
+    as quantization.
     """
     rng = np.random.default_rng([seed, 2, i])
-    d = rng.choice([-1.0, 1.0], size=host.size) * _numerical.step_scale(host)
+    # Steps relative to each element alone: the commonest kinks (at 0) stay out of reach,
+    # and float32's rounding is relative too. Zeros are left alone (float32 holds 0 + t).
+    d = rng.choice([-1.0, 1.0], size=host.size) * np.abs(host)
+    if not d.any():
+        return None
     steps = np.array([s * sign for s in QUANTIZATION_STEPS for sign in (1.0, -1.0)])
     diff, moved = evaluator.phi(steps.size, lambda start, stop: {i: _numerical.Dense(steps[start:stop, None] * d[None, :])})
     if not np.all(np.isfinite(diff)):
         return None  # a step left fn's domain: no evidence either way
-    fine, coarse, coarser = ((diff[2 * k] - diff[2 * k + 1]) / (2 * t) for k, t in enumerate(QUANTIZATION_STEPS))
-    noise = 8 * evaluator.noise(moved[:2]).max() / QUANTIZATION_STEPS[0]
-    settled = abs(coarse - coarser) <= 0.1 * QUANTIZATION_RTOL * max(abs(coarse), abs(coarser))
-    if settled and abs(fine - coarse) > QUANTIZATION_RTOL * max(abs(fine), abs(coarse)) + noise:
+    fine, finer, coarse, coarser = ((diff[2 * k] - diff[2 * k + 1]) / (2 * t) for k, t in enumerate(QUANTIZATION_STEPS))
+    resolved = np.all(np.abs(diff[:4]) > QUANTIZATION_RESOLVED * evaluator.noise(moved[:4]))
+
+    def agree(a, b, rtol):
+        return abs(a - b) <= rtol * max(abs(a), abs(b))
+
+    settled = agree(fine, finer, 0.1 * QUANTIZATION_RTOL) and agree(coarse, coarser, 0.1 * QUANTIZATION_RTOL)
+    # A kink at x itself shows as one-sided slopes that differ already at the fine step.
+    smooth = agree(diff[0] / QUANTIZATION_STEPS[0], -diff[1] / QUANTIZATION_STEPS[0], 0.5 * QUANTIZATION_RTOL)
+    # A kink between the scales lies on one side: the one-sided slope of the other side
+    # still agrees with the fine slope. Quantization changes both sides alike.
+    right, left = diff[4] / QUANTIZATION_STEPS[2], -diff[5] / QUANTIZATION_STEPS[2]
+    both_sides = not agree(fine, right, QUANTIZATION_RTOL) and not agree(fine, left, QUANTIZATION_RTOL)
+    if resolved and settled and smooth and both_sides and not agree(fine, coarse, QUANTIZATION_RTOL):
         return fine, coarse
     return None
 

@@ -285,13 +285,21 @@ class PhiEvaluator:
         # A step may leave fn's domain (sqrt near 0): NumPy's warnings about it are expected,
         # and the non-finite values they produce are handled by refinement.
         with np.errstate(all="ignore"):
-            try:
-                return self._phi_chunk_unguarded(chunk)
-            except GradVerifyError:
-                raise
-            except Exception as exc:
-                msg = f"fn raised {type(exc).__name__} at a perturbed point of the finite differences: {exc}"
-                raise UserFunctionError(msg) from exc
+            return self._phi_chunk_unguarded(chunk)
+
+    def _call_fn(self, *args):
+        """``fn`` at a perturbed point; only fn itself runs inside the user-error handler."""
+        self.calls += 1
+        try:
+            y = self.fn(*args)
+        except GradVerifyError:
+            raise
+        except Exception as exc:
+            msg = f"fn raised {type(exc).__name__} at a perturbed point of the finite differences: {exc}"
+            raise UserFunctionError(msg) from exc
+        if not hasattr(y, "shape"):
+            raise UserFunctionError(f"fn returned a {type(y).__name__} at a perturbed point of the finite differences, an array at x")
+        return y
 
     def _contract(self, y, rows):
         """Row sums of ``v * (y - out)`` and of ``|v * y|`` where ``y`` differs from ``out``."""
@@ -313,8 +321,7 @@ class PhiEvaluator:
                     args.append(xp.reshape(self._perturbed(i, chunk[i], device), (rows, *x.shape)))
                 else:
                     args.append(xp.broadcast_to(x[None, ...], (rows, *x.shape)))
-            self.calls += 1
-            y = self.fn(*args)
+            y = self._call_fn(*args)
             if tuple(y.shape) != (rows, *self.out.shape):
                 msg = (
                     f"batched=True, but fn mapped inputs with a leading batch axis of {rows} to shape"
@@ -327,8 +334,11 @@ class PhiEvaluator:
             args = list(self.inputs)
             for i, entry in chunk.items():
                 args[i] = xp.reshape(self._perturbed(i, entry.row(r), device)[0, ...], self.inputs[i].shape)
-            self.calls += 1
-            outs.append(self.fn(*args))
+            y = self._call_fn(*args)
+            if tuple(y.shape) != tuple(self.out.shape):
+                msg = f"fn returned shape {tuple(y.shape)} at a perturbed point of the finite differences but {tuple(self.out.shape)} at x; its output shape must not depend on the input's values"
+                raise UserFunctionError(msg)
+            outs.append(y)
         return self._contract(xp.stack(outs), rows)
 
     def _perturbed(self, i, entry, device):

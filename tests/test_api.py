@@ -59,6 +59,7 @@ X = np.array([0.5, -1.0, 2.0])
 def test_all_is_pinned_and_importable():
     """__all__ is exactly this sorted list, and every name in it exists on the package."""
     expected = [
+        "CheckBudgetExceeded",
         "GradVerifyError",
         "GradientMismatch",
         "HighPrecisionUnavailable",
@@ -83,7 +84,7 @@ def test_error_hierarchy():
     """InvalidArgument is a TypeError and a ValueError; GradientMismatch an AssertionError; all GradVerifyError."""
     assert issubclass(InvalidArgument, TypeError) and issubclass(InvalidArgument, ValueError)
     assert issubclass(GradientMismatch, AssertionError)
-    for name in ("GradientMismatch", "HighPrecisionUnavailable", "InvalidArgument", "UserFunctionError"):
+    for name in ("CheckBudgetExceeded", "GradientMismatch", "HighPrecisionUnavailable", "InvalidArgument", "UserFunctionError"):
         assert issubclass(getattr(gradverify, name), gradverify.GradVerifyError)
 
 
