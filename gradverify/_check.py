@@ -20,6 +20,7 @@ made (the evaluation counts in the result are real) and checked against the time
 
 import functools
 import time
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -301,8 +302,9 @@ class _CheckRun:
         evaluator = _numerical.PhiEvaluator(self._metered, x64, v64, xp=xp, batched=options.batched, max_batch_bytes=options.max_batch_bytes, out=out64)
         if options.batched:
             self._check_batched_claim(evaluator, wrt)
-        hosts = {i: _backend.to_numpy(x64[i]).astype(np.float64).reshape(-1) for i in wrt}
-        analytic = {i: _backend.to_numpy(seen.grads[i]).astype(np.float64).reshape(-1) for i in wrt}
+        seen.out = None  # only its shape mattered from here on; fn's float64 output is kept
+        hosts = {i: _host64(x64[i]) for i in wrt}
+        analytic = {i: _host64(seen.grads[i]) for i in wrt}
         total = sum(h.size for h in hosts.values())
         mode = self.mode if self.mode != "auto" else ("full" if total <= FULL_MODE_MAX else "directional")
         self.mode = mode
@@ -316,13 +318,13 @@ class _CheckRun:
                 self.found.append(f"input {i}: {reports[-1].failures} wrong, {reports[-1].unresolved} unresolved of {reports[-1].checked}")
         if mode == "directional" or self.truth_used == "directional":
             rng = np.random.default_rng([options.seed, 1])
-            dirs = [{i: rng.choice([-1.0, 1.0], size=h.size) * _numerical.step_scale(h) for i, h in hosts.items()} for _ in range(options.directions)]
+            dirs = [_Direction({i: rng.choice(np.array([-1, 1], dtype=np.int8), size=h.size) for i, h in hosts.items()}, hosts) for _ in range(options.directions)]
             if mode == "full":
                 # The elements at kinks were judged one by one; the truth's directions leave
                 # them alone, as a line through several kinks brackets too few subgradients.
                 for d in dirs:
                     for i in wrt:
-                        d[i][self.kinked[i]] = 0.0
+                        d.signs[i][self.kinked[i]] = 0
             reports.append(self._directional(evaluator, truth, dirs, analytic, v_max, wrt))
         return self._explain_failures(seen, evaluator, hosts, reports)
 
@@ -562,7 +564,7 @@ class _DirectionalSources(_TruthSources):
         detail)`` at the first wrong part, ``("ok", (lo, hi, error))`` (the sums of the
         parts) when every part is right, or None when ``max_parts`` run out first.
         """
-        d = self.dirs[k]
+        d = dict(self.dirs[k].items())  # materialized once for the whole split
         support = [(i, j) for i, di in d.items() for j in np.flatnonzero(di)]
         lo = hi = err = 0.0
         pending = [support]
@@ -649,6 +651,31 @@ def _quantization(evaluator, i, host, seed):
     if resolved and settled and smooth and both_sides and not agree(fine, coarse, QUANTIZATION_RTOL):
         return fine, coarse
     return None
+
+
+class _Direction(Mapping):
+    """A random signed direction ``{i: signs_i * scale_i}``, stored as int8 signs.
+
+    Materialized one input at a time when read, so that a few directions over a large
+    input cost a fraction of it, not a few copies.
+    """
+
+    def __init__(self, signs, hosts):
+        self.signs, self.hosts = signs, hosts
+
+    def __getitem__(self, i):
+        return self.signs[i] * _numerical.step_scale(self.hosts[i])
+
+    def __iter__(self):
+        return iter(self.signs)
+
+    def __len__(self):
+        return len(self.signs)
+
+
+def _host64(x):
+    """A flat float64 host view of ``x`` (a copy only where the dtype or device needs one)."""
+    return np.asarray(_backend.to_numpy(x), dtype=np.float64).reshape(-1)
 
 
 def _spot_budget(phi):

@@ -94,6 +94,8 @@ LADDER_STAGES = 3
 ROUGH_RTOL = 1e-3
 # Move the step when the error estimate exceeds this fraction of the tolerance.
 REFINE_FRACTION = 0.1
+# Bytes of perturbed inputs and outputs a block of unbatched rows aims at.
+BLOCK_BYTES = 2**22
 # The most the step is moved in one refinement, either way; a growing step at most
 # MAX_STEP_GROWTH per refinement, so that each growth is checked at the scale it reaches.
 MAX_STEP_CHANGE = 1e3
@@ -247,6 +249,10 @@ class PhiEvaluator:
         row_bytes = 8 * (sum(int(np.prod(x.shape)) for x in inputs) + out_size)
         # Three live copies per row: the perturbed inputs, the output, the product with v.
         self.rows_per_block = max(1, int(max_batch_bytes // (3 * row_bytes)))
+        if not batched:
+            # fn sees one row at a time: a block only stacks outputs, so keep it near
+            # BLOCK_BYTES (memory stays a small multiple of the input on large arrays).
+            self.rows_per_block = max(1, min(self.rows_per_block, BLOCK_BYTES // row_bytes))
         self.flat = {}
         # NumPy and CuPy assign through integer index arrays, a third of the work of the
         # array API's masked where (which array-api-strict needs).
@@ -302,11 +308,16 @@ class PhiEvaluator:
         return y
 
     def _contract(self, y, rows):
-        """Row sums of ``v * (y - out)`` and of ``|v * y|`` where ``y`` differs from ``out``."""
+        """Row sums of ``v * (y - out)`` and of ``|v| * max(|y|, 1)`` where ``y`` differs from ``out``.
+
+        Written so that at most about three output-sized temporaries live at once.
+        """
         xp = self.xp
         d = y - self.out
         diff = xp.sum(xp.reshape(d * self.v, (rows, -1)), axis=1)
-        touched = xp.where(d != 0, xp.abs(self.v) * xp.maximum(xp.abs(y), 1.0), xp.zeros_like(d))
+        changed = d != 0
+        del d
+        touched = xp.where(changed, xp.maximum(xp.abs(y), 1.0), 0.0) * xp.abs(self.v)
         moved = xp.sum(xp.reshape(touched, (rows, -1)), axis=1)
         return to_numpy(diff), to_numpy(moved)
 

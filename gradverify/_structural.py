@@ -67,13 +67,15 @@ def inspect(call, fn, vjp, inputs, *, wrt, floating, cotangent, seed, xp, device
         seen.fail("vjp_mutates_cotangent", "vjp changed the cotangent in place; work on a copy", blame="analytic")
     if not _arity(seen, grads, len(inputs), xp):
         return seen
-    seen.out, seen.v = out, v_copy  # the numbers use the cotangent as it was passed in
+    # The numbers use the cotangent as it was passed in (the copy, if vjp changed it).
+    seen.out, seen.v = out, (v if seen.findings == [] or not any(f.kind == "vjp_mutates_cotangent" for f in seen.findings) else v_copy)
+    del v_copy
     seen.grads = {i: grads[i] for i in wrt}
     seen.usable = [i for i in wrt if _gradient_usable(seen, i, grads[i], seen.inputs[i], xp, device)]
-    again = call("vjp", vjp, xp.asarray(v_copy, copy=True), *seen.inputs)
+    again = call("vjp", vjp, xp.asarray(seen.v, copy=True), *seen.inputs)
     if not _tuple_same(xp, grads, again, seen.usable):
         seen.fail("vjp_nondeterministic", "two calls of vjp on the same arguments gave different gradients", blame="analytic")
-    zero = call("vjp", vjp, xp.zeros_like(v_copy), *seen.inputs)
+    zero = call("vjp", vjp, xp.zeros_like(seen.v), *seen.inputs)
     for i in seen.usable:
         g = zero[i] if isinstance(zero, (tuple, list)) and len(zero) == len(inputs) else None
         if is_array_of(xp, g) and tuple(g.shape) == tuple(seen.inputs[i].shape) and not bool(xp.all(g == 0)):
