@@ -31,6 +31,9 @@ variable ``GRADVERIFY_BACKENDS`` (between the command line and the ini file).
 ``mode``                  ``auto``, ``full`` or ``directional``
 ``rtol``                  relative tolerance of every check
 ``truth``                 ``auto``, ``elementwise``, ``directional`` or ``off``
+``time_budget``           seconds each check may run (a positive number, or ``none`` for
+                          no bound); past it the check stops with
+                          :class:`gradverify.CheckBudgetExceeded`
 ========================  ===============================================================
 
 ``@pytest.mark.gradverify(**options)`` sets options of :func:`gradverify.check_vjp` for one
@@ -65,7 +68,7 @@ MODES = ("auto", "full", "directional")
 TRUTHS = ("auto", "elementwise", "directional", "off")
 SCHEMA = "gradverify-run/1"
 # Options a @pytest.mark.gradverify may set: check_vjp's keywords, plus target.
-MARKER_OPTIONS = ("batched", "cotangent", "directions", "dps", "max_batch_bytes", "mode", "name", "richardson", "rtol", "seed", "target", "truth", "wrt")
+MARKER_OPTIONS = ("batched", "cotangent", "directions", "dps", "max_batch_bytes", "mode", "name", "richardson", "rtol", "seed", "target", "time_budget", "truth", "wrt")
 
 SETTINGS = {
     "backends": "comma-separated array backends the xp fixture runs over: numpy, strict, cupy (default numpy; also env GRADVERIFY_BACKENDS). One that is not usable is an error.",
@@ -75,6 +78,7 @@ SETTINGS = {
     "mode": "finite differences for every element (full), along random directions (directional), or auto (default)",
     "rtol": "relative tolerance of every gradient check, a number in (0, 1) (default: by dtype)",
     "truth": "the high-precision truth: auto (default), elementwise, directional or off",
+    "time_budget": "seconds each gradient check may run before it stops with CheckBudgetExceeded: a positive number, or none for no bound (default 600)",
 }
 
 _STATE = pytest.StashKey["_Session"]()
@@ -87,8 +91,8 @@ _CHECKS = pytest.StashKey[list]()
 def pytest_addoption(parser):
     group = parser.getgroup("gradverify", "gradverify: gradient checks")
     for name, text in SETTINGS.items():
-        metavar = {"report": "PATH", "json": "PATH", "backends": "NAMES", "dps": "N", "rtol": "R", "mode": "|".join(MODES), "truth": "|".join(TRUTHS)}[name]
-        group.addoption(f"--gradverify-{name}", dest=f"gradverify_{name}", default=None, metavar=metavar, help=text)
+        metavar = {"report": "PATH", "json": "PATH", "backends": "NAMES", "dps": "N", "rtol": "R", "mode": "|".join(MODES), "truth": "|".join(TRUTHS), "time_budget": "SECONDS"}[name]
+        group.addoption(f"--gradverify-{name.replace('_', '-')}", dest=f"gradverify_{name}", default=None, metavar=metavar, help=text)
         parser.addini(f"gradverify_{name}", text, default="")
 
 
@@ -96,7 +100,7 @@ def _setting(config, name):
     """``(text, source)`` of a setting: the command line, then the environment (backends), then the ini file."""
     value = config.getoption(f"gradverify_{name}")
     if value is not None:
-        return str(value), f"--gradverify-{name}={value}"
+        return str(value), f"--gradverify-{name.replace('_', '-')}={value}"
     if name == "backends" and os.environ.get(ENV_BACKENDS, "").strip():
         value = os.environ[ENV_BACKENDS]
         return value, f"{ENV_BACKENDS}={value!r}"
@@ -107,7 +111,7 @@ def _setting(config, name):
 
 
 def _session_options(config):
-    """The check options set for the whole session (dps, mode, rtol, truth), validated."""
+    """The check options set for the whole session (dps, mode, rtol, truth, time_budget), validated."""
     options = {}
     text, source = _setting(config, "dps")
     if text is not None:
@@ -136,6 +140,18 @@ def _session_options(config):
         if not 0 < rtol < 1:
             raise pytest.UsageError(f"{source}: rtol must be a number in (0, 1), e.g. 1e-6")
         options["rtol"] = rtol
+    text, source = _setting(config, "time_budget")
+    if text is not None:
+        if text.lower() == "none":
+            options["time_budget"] = None
+        else:
+            try:
+                budget = float(text)
+            except ValueError:
+                budget = math.nan
+            if not 0 < budget < math.inf:
+                raise pytest.UsageError(f"{source}: the time budget must be a positive number of seconds (e.g. 60), or none for no bound")
+            options["time_budget"] = budget
     return options
 
 
@@ -337,9 +353,9 @@ class _Session:
             backend = getattr(getattr(item, "callspec", None), "params", {}).get("xp")
             if isinstance(backend, str) and backend != "numpy":
                 command += f" --gradverify-backends={backend}"
-            for key in ("dps", "mode", "rtol", "truth"):
+            for key in ("dps", "mode", "rtol", "truth", "time_budget"):
                 if self.config.getoption(f"gradverify_{key}") is not None:
-                    command += f" --gradverify-{key}={self.config.getoption(f'gradverify_{key}')}"
+                    command += f" --gradverify-{key.replace('_', '-')}={self.config.getoption(f'gradverify_{key}')}"
             parts.append(command)
         if hypothesis is not None and not result.passed:
             text = "Hypothesis replays the shrunk example from its database (.hypothesis/) when the test runs again"

@@ -53,8 +53,8 @@ def test_options_and_ini_settings_are_in_one_group(pytester):
     result = pytester.runpytest("--help")
     out = result.stdout.str()
     assert "gradverify: gradient checks:" in out
-    for name in ("backends", "report", "json", "dps", "mode", "rtol", "truth"):
-        assert f"--gradverify-{name}" in out
+    for name in ("backends", "report", "json", "dps", "mode", "rtol", "truth", "time_budget"):
+        assert f"--gradverify-{name.replace('_', '-')}" in out
         assert f"gradverify_{name} " in out
 
 
@@ -194,8 +194,11 @@ def test_marker_merges_over_the_session_and_under_call_keywords(pytester):
         (["--gradverify-truth=maybe"], "", "--gradverify-truth=maybe: choose a truth from"),
         ([], "gradverify_rtol = abc", "ini setting gradverify_rtol = abc: rtol must be a number in (0, 1)"),
         (["--gradverify-backends=numpy,tensorflow"], "", "*'tensorflow' - choose from numpy, strict, cupy"),
+        (["--gradverify-time-budget=soon"], "", "--gradverify-time-budget=soon: the time budget must be a positive number of seconds"),
+        (["--gradverify-time-budget=0"], "", "--gradverify-time-budget=0: the time budget must be a positive number of seconds"),
+        ([], "gradverify_time_budget = -5", "ini setting gradverify_time_budget = -5: the time budget must be a positive number"),
     ],
-    ids=["dps", "mode", "truth", "ini-rtol", "backend-name"],
+    ids=["dps", "mode", "truth", "ini-rtol", "backend-name", "time-budget", "time-budget-zero", "ini-time-budget"],
 )
 def test_invalid_settings_are_usage_errors(pytester, args, ini, message):
     pytester.makepyfile("def test_plain():\n    pass\n")
@@ -204,6 +207,41 @@ def test_invalid_settings_are_usage_errors(pytester, args, ini, message):
     result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: *{message}*"])
+
+
+# -- the time budget: a session setting, the call's own time_budget wins ------------------------
+
+SLOW = """
+import time
+
+def slow_sig(x):
+    time.sleep(0.05)
+    return sig(x)
+
+def test_slow(gradcheck):
+    gradcheck(slow_sig, sig_vjp, X)
+
+def test_call_keyword_wins(gradcheck):
+    assert gradcheck(sig, sig_vjp, X, time_budget=None).passed
+"""
+
+
+@pytest.mark.parametrize("how", ["option", "ini"])
+def test_time_budget_setting_stops_a_slow_check(pytester, how):
+    _write(pytester, SLOW)
+    args = ["--gradverify-time-budget=0.01"] if how == "option" else []
+    if how == "ini":
+        pytester.makeini("[pytest]\ngradverify_time_budget = 0.01\n")
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*CheckBudgetExceeded: *time_budget*0.01 s*"])
+    assert "test_user.py::test_slow" in result.stdout.str()
+
+
+def test_time_budget_none_is_no_bound(pytester):
+    _write(pytester, "def test_fast(gradcheck):\n    assert gradcheck(sig, sig_vjp, X).passed\n")
+    result = pytester.runpytest("--gradverify-time-budget=none")
+    result.assert_outcomes(passed=1)
 
 
 # -- the xp fixture and backend selection ----------------------------------------------------------
