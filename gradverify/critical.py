@@ -10,7 +10,7 @@ Three sides, as in :func:`gradverify.check_vjp`:
   ``k`` is ``(g(x + h e_k) - g(x - h e_k)) / 2h`` with ``h = BASE_STEP * max(|x_k|, rms(x))``
   (gradverify's step rule), taken at ``h`` and ``h / 2``; the estimate is the finer one, its
   error ``|D(h) - D(h/2)| / 3`` plus the rounding of the gradients (``ROUNDING_ULPS`` ulps of
-  the largest ``|g|`` over ``h``) plus half the asymmetry, and the matrix is symmetrized.
+  the largest finite ``|g|`` over ``h``) plus half the asymmetry, and the matrix is symmetrized.
 * **truth**: :func:`hessian_truth`, second differences of ``f`` itself on mpmath arrays
   (:mod:`gradverify._highprec`), ``uᵀHw ≈ (f(x+hu+hw) - f(x+hu-hw) - f(x-hu+hw) + f(x-hu-hw)) / 4h²``
   with ``h = 10**(-dps/4)`` and ``TRUTH_EXTRA_DIGITS`` more working digits: truncation and
@@ -19,9 +19,13 @@ Three sides, as in :func:`gradverify.check_vjp`:
 * **analytic**: the user's ``hess_f(x)`` (``(n, n)`` or ``x.shape + x.shape``) or
   ``hvp(x, v)`` (shaped like ``x``).
 
-The relative error is gradverify's ``|a - r| / max(|a|, |r|, floor)``
-(:func:`gradverify._tolerances.relative_error`) with the floor made of the reference's own
-error estimate and ``ANALYTIC_NOISE_ULPS`` ulps of the largest reference entry, over ``rtol``.
+:func:`check_hessian` and :func:`check_hvp` judge every entry through
+:func:`gradverify._arbiter.arbitrate`, as ``check_vjp`` judges gradient elements: the
+finite differences are a :class:`~gradverify._numerical.Stencil` (estimate, truncation and
+rounding error), the truth a :class:`~gradverify._truth.TruthValues`, and the natural size
+of an entry the largest finite reference entry. Where ``x`` is too large for the truth of
+every entry, the disputed entries get a spot truth; a truth that contradicts the finite
+difference is re-derived at more digits before it is believed.
 
 Examples
 --------
@@ -43,10 +47,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradverify import _backend, _highprec, _tolerances
+from gradverify import _arbiter, _backend, _highprec, _tolerances, _truth
 from gradverify._errors import GradVerifyError, HighPrecisionUnavailable, InvalidArgument, UserFunctionError, asserting
-from gradverify._numerical import BASE_STEP, ROUNDING_ULPS, step_scale
-from gradverify._truth import input_scale
+from gradverify._numerical import BASE_STEP, ROUNDING_ULPS, Stencil, step_scale
+from gradverify._truth import TruthValues, input_scale
 
 __all__ = [
     "CriticalPoint",
@@ -114,12 +118,18 @@ class WorstEntry:
 class HessianCheck:
     """The outcome of :func:`check_hessian` or :func:`check_hvp`.
 
-    ``blame`` is ``"analytic"`` when the user's Hessian (or HVP) is off its reference (the
-    truth where there is one, else the finite differences of the gradient) or holds NaN or
-    Inf (``nonfinite`` entries, counted among the failures), ``"numerical"`` when only the
-    finite differences are off the truth (the check still passes) or when no reference is
-    finite at some entry (``unresolved``: the check fails, since nothing was compared there),
-    else None. An entry whose truth is not finite is judged against the finite difference.
+    Each entry is judged by :func:`gradverify._arbiter.arbitrate`, as ``check_vjp`` judges
+    gradient elements. ``blame`` is ``"analytic"`` when the user's Hessian (or HVP) is off
+    its reference (the truth where there is one, else the finite differences of the
+    gradient, beyond their own error estimate) or holds NaN or Inf (``nonfinite`` entries,
+    counted among the failures), ``"numerical"`` when only the finite differences are off
+    the truth (the check still passes) or when some entry is ``unresolved`` (no truth, and
+    no finite difference that resolves it: not finite, or too coarse for ``rtol``; the check
+    fails, since nothing was compared there; ``unresolved_note`` says which), else None. An
+    entry whose truth is not finite is judged against the finite difference.
+
+    ``truth`` is ``"elementwise"`` (the truth of every entry was computed), ``"spot"`` (``x``
+    is too large for that: the truth was computed for a few disputed entries only) or ``"off"``.
     """
 
     passed: bool
@@ -132,13 +142,14 @@ class HessianCheck:
     failures: int
     numerical_off: int
     rtol: float
-    truth: str  # "elementwise" or "off"
+    truth: str  # "elementwise", "spot" or "off"
     truth_note: str = ""
     seconds: float = 0.0
     failing: list = field(default_factory=list)  # (i, j) of a few more failing entries
     nonfinite: int = 0  # entries where the analytic side is NaN or Inf (failures)
     unresolved: int = 0  # entries where neither the truth nor the finite difference is finite
     unresolved_at: list = field(default_factory=list)  # (i, j) of a few of them
+    unresolved_note: str = ""  # why they are unresolved
 
     def __str__(self):
         what = "Hessian" if self.kind == "hessian" else "Hessian-vector product"
@@ -152,10 +163,11 @@ class HessianCheck:
         elif self.blame == "analytic":
             head = f"gradverify: FAILED: the analytic {what} of {self.function} is wrong (blame: analytic)"
         elif self.unresolved:
-            head = (
-                f"gradverify: FAILED ({what} of {self.function}): no finite reference at {self.unresolved} entries"
-                " (grad_f, and f at high precision, are not finite within a step of x: x is at the edge of their domain)"
-            )
+            head = f"gradverify: FAILED ({what} of {self.function}): {self.unresolved} entries unresolved"
+            if "no finite reference" in self.unresolved_note:
+                head += " (grad_f, and f at high precision, are not finite within a step of x: x is at the edge of their domain)"
+            if "too coarse" in self.unresolved_note:
+                head += " (without a truth, the finite differences cannot resolve them to rtol: pass truth='on' or a looser rtol)"
         else:
             head = f"gradverify: FAILED ({what} of {self.function})"
         lines = [head]
@@ -167,7 +179,7 @@ class HessianCheck:
             lines.append(f"  the analytic {what} holds NaN or Inf at {self.nonfinite} entries")
         if self.unresolved:
             lines.append(
-                f"  no finite reference (truth or finite difference) at {self.unresolved} entries, not judged: "
+                f"  unresolved, not judged: {self.unresolved_note or f'{self.unresolved} entries'} entries: "
                 + ", ".join(f"({i}, {j})" for i, j in self.unresolved_at)
             )
         lines.append(f"  truth: {self.truth}" + (f" ({self.truth_note})" if self.truth_note else ""))
@@ -388,13 +400,14 @@ def hessian(f, grad_f, x, *, xp=None):
 def _fd_columns(grad_f, point, directions, steps):
     """``(g(x + t v) - g(x - t v)) / 2t`` (``≈ H v``) for each direction ``v`` and step ``t``.
 
-    Taken at ``t`` and ``t / 2``; returns the estimate at ``t / 2`` and its error estimate
-    (truncation ``|D(t) - D(t/2)| / 3`` plus ``ROUNDING_ULPS`` ulps of the largest gradient
-    over the step). Along a coordinate the step is the one float64 really takes.
+    Taken at ``t`` and ``t / 2``; returns the estimate at ``t / 2`` and its error estimate in
+    two parts, truncation ``|D(t) - D(t/2)| / 3`` and rounding (``ROUNDING_ULPS`` ulps of the
+    largest gradient over the step), each ``(len(directions), n)``. Along a coordinate the
+    step is the one float64 really takes.
     """
     x = point.host
     eps = float(np.finfo(np.float64).eps)
-    est, err = [], []
+    est, truncs, roundings = [], [], []
     for v, t in zip(directions, steps):
         nz = np.flatnonzero(v)
         cols, gmax, spans = [], 0.0, []
@@ -411,28 +424,43 @@ def _fd_columns(grad_f, point, directions, steps):
                 gp, gm = _grad(grad_f, point, xp_), _grad(grad_f, point, xm_)
             # A gradient that is not finite near x gives a non-finite column (the callers
             # report it); NumPy's warnings about inf - inf are not gradverify's to raise.
+            # The rounding scale is the largest finite gradient element: an element that is
+            # not finite makes its own entries non-finite, not every entry of the column.
             with np.errstate(invalid="ignore", over="ignore"):
-                gmax = max(gmax, float(np.max(np.abs(gp))), float(np.max(np.abs(gm))))
+                gmax = max(gmax, float(np.max(np.abs(gp), where=np.isfinite(gp), initial=0.0)), float(np.max(np.abs(gm), where=np.isfinite(gm), initial=0.0)))
                 cols.append((gp - gm) / span)
             spans.append(span)
         with np.errstate(invalid="ignore", over="ignore"):
             trunc = np.abs(cols[0] - cols[1]) / 3.0
             rounding = 2.0 * ROUNDING_ULPS * eps * gmax / spans[1]
         est.append(cols[1])
-        err.append(trunc + rounding)
-    return np.array(est), np.array(err)
+        truncs.append(trunc)
+        roundings.append(np.full(trunc.shape, rounding))
+    return np.array(est), np.array(truncs), np.array(roundings)
 
 
-def _fd_hessian(grad_f, point):
+def _fd_hessian_parts(grad_f, point):
+    """The symmetrized finite-difference Hessian ``(matrix, trunc, rounding, steps)``.
+
+    Half the asymmetry ``|H - Hᵀ| / 2`` counts as truncation.
+    """
     x, n = point.host, point.n
     steps = BASE_STEP * step_scale(x)
-    cols, err = _fd_columns(grad_f, point, np.eye(n), steps)
+    cols, trunc, rounding = _fd_columns(grad_f, point, np.eye(n), steps)
     # Row k of cols is column k of the Hessian: d g / d x_k.
     h = cols.T
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite columns stay non-finite
         asym = np.abs(h - h.T) / 2.0
-        err = (err.T + err) / 2.0 + asym
+        trunc = (trunc.T + trunc) / 2.0 + asym
+        rounding = (rounding.T + rounding) / 2.0
         matrix = (h + h.T) / 2.0
+    return matrix, trunc, rounding, steps
+
+
+def _fd_hessian(grad_f, point):
+    matrix, trunc, rounding, steps = _fd_hessian_parts(grad_f, point)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = trunc + rounding
     return HessianEstimate(matrix=matrix, error=err, step=steps)
 
 
@@ -510,6 +538,11 @@ def _truth_matrix(hp, point):
 
 # -- checks ----------------------------------------------------------------------------------------
 
+# Seconds of high-precision evaluation the spot truth of one check may take (at least one
+# chunk of _arbiter.SPOT_CHUNK entries is always computed).
+SPOT_TRUTH_SECONDS = 10.0
+_NO_TRUTH = "f at high precision is not finite within the truth's step of x"
+
 
 def _rtol(point, rtol):
     if rtol is not None:
@@ -517,59 +550,186 @@ def _rtol(point, rtol):
     return RTOL
 
 
-def _compare(a, num, num_err, truth, rtol, kind, name, truth_used, note, started, index):
-    """Entrywise verdicts; ``index(k) -> (i, j)`` names the flat entry ``k``.
+def _unit(n, k, size):
+    e = np.zeros(n)
+    e[k] = size
+    return e
 
-    A non-finite analytic entry fails; an entry whose truth is not finite is judged against
-    the finite difference, and one where neither is finite is unresolved (the check fails).
+
+def _stencil(estimate, trunc, rounding, step):
+    """The finite-difference entries as a :class:`~gradverify._numerical.Stencil` (flat).
+
+    Smooth by construction (no kinks, nothing rough: centered differences of ``grad_f`` have
+    no one-sided brackets). An entry whose estimate or error is not finite (``grad_f`` is not
+    finite within a step of ``x``) gets a NaN estimate and an infinite error: the verdict
+    reads it as "the finite differences were not finite around x", unresolved without a truth.
     """
-    a, num, num_err = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (a, num, num_err))
-    eps = _tolerances.eps_for("float64")
+    estimate, trunc, rounding = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (estimate, trunc, rounding))
+    ok = np.isfinite(estimate) & np.isfinite(trunc) & np.isfinite(rounding)
+    est = np.where(ok, estimate, np.nan)
+    none = np.zeros(est.shape, dtype=bool)
+    return Stencil(
+        estimate=est,
+        trunc=np.where(ok, trunc, np.inf),
+        rounding=np.where(ok, rounding, 0.0),
+        lo=est.copy(),
+        hi=est.copy(),
+        kink=none,
+        step=np.broadcast_to(np.asarray(step, dtype=np.float64).reshape(-1) if np.ndim(step) else step, est.shape).copy(),
+        still=none.copy(),
+        rough=none.copy(),
+    )
+
+
+def _truth_values(center, notes=None):
+    """:class:`~gradverify._truth.TruthValues` of smooth entries (NaN and a note where not finite)."""
+    center = np.asarray(center, dtype=np.float64).reshape(-1)
+    ok = np.isfinite(center)
+    center = np.where(ok, center, np.nan)
+    note = np.full(center.shape, "", dtype=object)
+    note[~ok] = _NO_TRUTH
+    if notes is not None:
+        for k, why in notes.items():
+            note[k] = why
+    return TruthValues(center=center, lo=center.copy(), hi=center.copy(), kink=np.zeros(center.shape, dtype=bool), note=note)
+
+
+class _Sources(_arbiter.Sources):
+    """More evidence about the entries of a Hessian (or of ``H v``), for the arbiter.
+
+    ``entry(hp, k)`` computes entry ``k`` from a :class:`_HighPrecisionF` ``hp``; ``key(k)``
+    names the value it computes (a Hessian's ``(i, j)`` and ``(j, i)`` are one value).
+    Provides spot truth (when ``spot``: the truth was not computed for every entry only
+    because ``x`` is large) and the truth again at more digits (:func:`gradverify._truth.confirm`).
+    No cross-check of the finite differences (their error estimate is all there is) and no
+    re-examination: a confirmed truth stands.
+    """
+
+    def __init__(self, f, point, dps, entry, key, *, hp, spot):
+        self.f, self.point, self.dps, self.entry, self.key = f, point, dps, entry, key
+        self.covers_all = hp is not None
+        self.spot = spot
+        self.notes = []
+        self._hp = {0: hp} if hp is not None else {}
+        self._cache = {}
+        self._spot_started = None
+
+    def _hp_at(self, extra):
+        if extra not in self._hp:
+            try:
+                self._hp[extra] = _HighPrecisionF(self.f, self.point, self.dps + extra)
+            except HighPrecisionUnavailable as exc:
+                self._hp[extra] = None
+                self.notes.append(f"high precision unavailable at {self.dps + extra} digits: {exc}")
+        return self._hp[extra]
+
+    def values(self, indices, extra=0):
+        """TruthValues for the flat entries ``indices`` at ``dps + extra`` digits, or None."""
+        hp = self._hp_at(extra)
+        if hp is None:
+            return None
+        center, notes = [], {}
+        for pos, k in enumerate(indices):
+            key = (extra, self.key(int(k)))
+            if key not in self._cache:
+                try:
+                    self._cache[key] = (self.entry(hp, int(k)), "")
+                except HighPrecisionUnavailable as exc:
+                    self._cache[key] = (math.nan, f"unavailable at this entry: {exc}")
+            value, why = self._cache[key]
+            center.append(value)
+            if why:
+                notes[pos] = why
+        return _truth_values(center, notes)
+
+    def truth(self, indices):
+        if not self.spot:
+            return None
+        if self._spot_started is None:
+            self._spot_started = time.perf_counter()
+        return self.values(indices)
+
+    def spot_spent(self):
+        return self._spot_started is not None and time.perf_counter() - self._spot_started > SPOT_TRUTH_SECONDS
+
+    def confirm(self, truth, indices):
+        got = _arbiter._replace(truth)
+        mask = np.zeros(truth.center.shape, dtype=bool)
+        mask[indices] = True
+
+        def recompute(*, indices, extra_digits):
+            new = self.values(indices, extra_digits)
+            return TruthValues.unknown(len(indices), note="f no longer runs at more digits") if new is None else new
+
+        # Settled when two precisions agree to 1e-12 relative, or to 1e-12 of the largest
+        # entry (an entry that is zero is the difference of rounding at either precision).
+        scale = float(np.max(np.abs(truth.center[truth.has_truth]), initial=0.0))
+        _truth.confirm(got, mask, recompute, self.dps, np.full(mask.shape, 1e-12 * scale))
+        return got
+
+
+def _judge(a, num, fd, tv, sources, *, rtol, kind, name, note, started, index):
+    """The :class:`HessianCheck` of the flat analytic entries ``a`` from the arbiter's verdicts.
+
+    ``num`` is the finite-difference estimate as computed (for the report), ``fd`` its
+    :class:`Stencil`, ``tv`` the truth (None when it was not computed for every entry) and
+    ``index(k) -> (i, j)`` names the flat entry ``k``. A non-finite analytic entry fails
+    (blame analytic) whatever the references say; an entry with neither a truth nor a
+    finite difference that resolves it is unresolved, and the check fails.
+    """
+    a, num = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (a, num))
     a_ok = np.isfinite(a)
-    num_ok = np.isfinite(num) & np.isfinite(num_err)
-    t = None if truth is None else np.asarray(truth, dtype=np.float64).reshape(-1)
-    by_truth = np.zeros(a.shape, dtype=bool) if t is None else np.isfinite(t)
-    ref = num if t is None else np.where(by_truth, t, num)
-    ref_ok = by_truth | num_ok
-    judgeable = a_ok & ref_ok
-    # gradverify's arithmetic on the values as they are: NaN and Inf propagate into the
-    # relative errors of entries that are masked out below, without NumPy's warnings.
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        natural = float(np.max(np.abs(ref[ref_ok]), initial=0.0))
-        noise = _tolerances.ANALYTIC_NOISE_ULPS * eps * natural
-        floor_num = (2.0 * num_err + noise) / rtol
-        rel_an = _tolerances.relative_error(a, num, floor_num)
-        if t is not None:
-            rel_at = _tolerances.relative_error(a, t, noise / rtol)
-            rel_nt = _tolerances.relative_error(num, t, floor_num)
-            rel = np.where(by_truth, rel_at, rel_an)
-            off = by_truth & (~num_ok | (rel_nt > rtol))
-        else:
-            rel_at = rel_nt = None
-            rel = rel_an
-            off = np.zeros(a.shape, dtype=bool)
-        bad = ~a_ok | (judgeable & (rel > rtol))
-    unresolved = a_ok & ~ref_ok
-    judged = np.where(judgeable, rel, np.where(a_ok, 0.0, np.inf))
+    # The natural size of an entry: the largest finite reference (the truth where there is
+    # one, else the finite difference). The analytic side may carry ANALYTIC_NOISE_ULPS ulps of it.
+    ref = fd.estimate if tv is None else np.where(tv.has_truth, tv.center, fd.estimate)
+    natural = float(np.max(np.abs(ref[np.isfinite(ref)]), initial=0.0))
+    v, evidence, notes = _arbiter.arbitrate(a, _arbiter.Evidence(fd, tv), sources, rtol=rtol, eps=_tolerances.eps_for("float64"), natural=natural)
+    fd, tv = evidence.fd, evidence.truth
+    wrong = v.wrong | ~a_ok
+    unresolved = (v.unresolved | v.nondiff) & ~wrong
+    has_truth = v.has_truth
+    with np.errstate(invalid="ignore"):
+        off = has_truth & (v.nt_loose > rtol) if v.nt_loose is not None else np.zeros(a.shape, dtype=bool)
+        badness = v.badness
+    judged = np.where(~a_ok, np.inf, np.where(unresolved & ~np.isfinite(badness), 0.0, badness))
     worst = None
     if a.size:
         # The worst entry: a non-finite analytic one, else a failing one, else an unresolved
-        # one, else the largest error.
-        priority = np.select([~a_ok, bad, unresolved], [3, 2, 1], 0)
-        k = int(np.lexsort((judged, priority))[-1])
+        # one, else the largest error; among equals, one with a truth (the spot truth's
+        # corroborated blame rather than an entry judged by the finite difference alone).
+        priority = np.select([~a_ok, wrong, unresolved], [3, 2, 1], 0)
+        k = int(np.lexsort((judged, has_truth, priority))[-1])
         i, j = index(k)
+        truth_k = bool(has_truth[k])
         worst = WorstEntry(
             i=i,
             j=j,
             analytic=float(a[k]),
             numerical=float(num[k]),
-            truth=None if t is None else float(t[k]),
-            rel_analytic_numerical=float(rel_an[k]),
-            rel_analytic_truth=None if rel_at is None else float(rel_at[k]),
-            rel_numerical_truth=None if rel_nt is None else float(rel_nt[k]),
+            truth=float(tv.center[k]) if truth_k else None,
+            rel_analytic_numerical=float(v.rel_an[k]),
+            rel_analytic_truth=float(v.rel_at[k]) if truth_k else None,
+            rel_numerical_truth=float(v.nt_loose[k]) if truth_k else None,
         )
-    failures, numerical_off, n_unresolved = int(bad.sum()), int(off.sum()), int(unresolved.sum())
+    failures, numerical_off, n_unresolved = int(wrong.sum()), int(off.sum()), int(unresolved.sum())
     blame = "analytic" if failures else ("numerical" if numerical_off or n_unresolved else None)
+    no_ref = unresolved & ~np.isfinite(fd.estimate)
+    reasons = []
+    if no_ref.any():
+        reasons.append(f"no finite reference (truth or finite difference) at {int(no_ref.sum())}")
+    if n_unresolved > no_ref.sum():
+        reasons.append(f"no truth and a finite difference too coarse for rtol at {int(n_unresolved - no_ref.sum())}")
+    if sources.covers_all:
+        used = "elementwise"
+    elif tv is not None and tv.has_truth.any():
+        used = "spot"
+    else:
+        used = "off"
+    notes = ([note] if note else []) + sources.notes + notes
+    missing = (tv.note != "") & ~has_truth if tv is not None else np.zeros(a.shape, dtype=bool)
+    if missing.any():
+        k = int(np.flatnonzero(missing)[0])
+        notes.append(f"no truth at {int(missing.sum())} entries, e.g. ({', '.join(map(str, index(k)))}): {tv.note[k]}")
     return HessianCheck(
         passed=failures == 0 and n_unresolved == 0,
         blame=blame,
@@ -581,13 +741,14 @@ def _compare(a, num, num_err, truth, rtol, kind, name, truth_used, note, started
         failures=failures,
         numerical_off=numerical_off,
         rtol=rtol,
-        truth=truth_used,
-        truth_note=note,
+        truth=used,
+        truth_note="; ".join(notes),
         seconds=time.perf_counter() - started,
-        failing=[index(int(k)) for k in np.flatnonzero(bad)[:8]],
+        failing=[index(int(k)) for k in np.flatnonzero(wrong)[:8]],
         nonfinite=int((~a_ok).sum()),
         unresolved=n_unresolved,
         unresolved_at=[index(int(k)) for k in np.flatnonzero(unresolved)[:8]],
+        unresolved_note="; ".join(reasons),
     )
 
 
@@ -602,17 +763,20 @@ def _truth_choice(truth):
 
 
 def _maybe_truth(f, point, truth, dps, limit):
-    """The high-precision ``f`` or None, with a note saying why not."""
+    """``(hp, note, spot)``: the high-precision ``f`` for every entry, or None with a note
+    saying why not; ``spot`` when the truth may still be taken for a few disputed entries
+    (``x`` is only too large for all of them)."""
     if truth == "off":
-        return None, "turned off by the caller"
+        return None, "turned off by the caller", False
+    _require_int(dps, "dps", 30)
     if truth == "auto" and point.n > limit:
-        return None, f"x holds {point.n} elements, more than the {limit} the truth takes by default; pass truth='on' to force it"
+        return None, f"x holds {point.n} elements, more than the {limit} the truth takes by default; pass truth='on' to force it", True
     try:
-        return _truth_f(f, point, dps), ""
+        return _truth_f(f, point, dps), "", False
     except HighPrecisionUnavailable as exc:
         if truth == "on":
             raise
-        return None, f"unavailable: {exc}"
+        return None, f"unavailable: {exc}", False
 
 
 def check_hessian(f, grad_f, hess_f, x, *, rtol=None, truth="auto", dps=DEFAULT_DPS, name=None):
@@ -656,12 +820,24 @@ def check_hessian(f, grad_f, hess_f, x, *, rtol=None, truth="auto", dps=DEFAULT_
     truth = _truth_choice(truth)
     n = point.n
     # A non-finite analytic entry is a failure of hess_f (blame analytic), as a non-finite
-    # gradient is in check_vjp: _compare counts it.
+    # gradient is in check_vjp: _judge counts it.
     user = _host(_call("hess_f", hess_f, point.array(point.host)), "hess_f", n * n)
-    fd = _fd_hessian(grad_f, point)
-    hp, note = _maybe_truth(f, point, truth, dps, TRUTH_ELEMENTWISE_MAX)
-    t = _truth_matrix(hp, point) if hp is not None else None
-    return _compare(user, fd.matrix, fd.error, t, rtol, "hessian", name or _name_of(hess_f), "elementwise" if hp is not None else "off", note, started, lambda k: divmod(k, n))
+    matrix, trunc, rounding, steps = _fd_hessian_parts(grad_f, point)
+    fd = _stencil(matrix, trunc, rounding, np.maximum.outer(steps, steps))
+    hp, note, spot = _maybe_truth(f, point, truth, dps, TRUTH_ELEMENTWISE_MAX)
+    s = step_scale(point.host)
+
+    def entry(hp, k):
+        i, j = divmod(k, n)
+        return hp.mixed(_unit(n, i, s[i]), _unit(n, j, s[j])) / (s[i] * s[j])
+
+    def key(k):
+        i, j = divmod(k, n)
+        return (min(i, j), max(i, j))  # one value, computed once
+
+    sources = _Sources(f, point, dps, entry, key, hp=hp, spot=spot)
+    tv = sources.values(range(n * n)) if hp is not None else None
+    return _judge(user, matrix, fd, tv, sources, rtol=rtol, kind="hessian", name=name or _name_of(hess_f), note=note, started=started, index=lambda k: divmod(k, n))
 
 
 def check_hvp(f, grad_f, hvp, x, *, directions=3, rtol=None, truth="auto", dps=DEFAULT_DPS, seed=0, name=None):
@@ -696,13 +872,17 @@ def check_hvp(f, grad_f, hvp, x, *, directions=3, rtol=None, truth="auto", dps=D
     scale = step_scale(point.host)
     vs = [rng.choice([-1.0, 1.0], size=n) * scale for _ in range(directions)]
     user = np.array([_host(_call("hvp", hvp, point.array(point.host), point.array(v)), "hvp", n) for v in vs])
-    num, err = _fd_columns(grad_f, point, vs, [BASE_STEP] * len(vs))
-    hp, note = _maybe_truth(f, point, truth, dps, TRUTH_HVP_MAX)
-    t = None
-    if hp is not None:
-        eye = np.eye(n)
-        t = np.array([[hp.mixed(scale[j] * eye[j], v) / scale[j] for j in range(n)] for v in vs])
-    return _compare(user, num, err, t, rtol, "hvp", name or _name_of(hvp), "elementwise" if hp is not None else "off", note, started, lambda k: divmod(k, n))
+    num, trunc, rounding = _fd_columns(grad_f, point, vs, [BASE_STEP] * len(vs))
+    fd = _stencil(num, trunc, rounding, BASE_STEP)
+    hp, note, spot = _maybe_truth(f, point, truth, dps, TRUTH_HVP_MAX)
+
+    def entry(hp, k):
+        d, j = divmod(k, n)
+        return hp.mixed(_unit(n, j, scale[j]), vs[d]) / scale[j]
+
+    sources = _Sources(f, point, dps, entry, int, hp=hp, spot=spot)
+    tv = sources.values(range(directions * n)) if hp is not None else None
+    return _judge(user, num, fd, tv, sources, rtol=rtol, kind="hvp", name=name or _name_of(hvp), note=note, started=started, index=lambda k: divmod(k, n))
 
 
 assert_hessian = asserting(check_hessian)

@@ -474,3 +474,38 @@ def test_taylor_order_leaves_out_steps_off_the_domain():
     assert t.passed and abs(t.order - 2) < 0.3 and "left out" in t.note
     t = critical.taylor_order(lambda x: np.sum(np.log(x)), lambda x: 1 / x, np.array([0.01, 1.0]), np.array([-1.0, 0.0]), steps=steps[:5])
     assert not t.passed and "fewer than three steps remain" in t.note
+
+
+# -- judged by the arbiter: spot truth beyond the elementwise limit -------------------------------------
+
+
+def test_check_hessian_takes_spot_truth_for_disputed_entries_of_a_large_x():
+    x = np.linspace(0.1, 2.0, critical.TRUTH_ELEMENTWISE_MAX + 8)
+
+    def wrong(x):
+        h = np.diag(-np.sin(x))
+        h[3, 5] += 1e-3
+        return h
+
+    r = critical.check_hessian(lambda x: np.sum(np.sin(x)), np.cos, wrong, x)
+    assert not r.passed and r.blame == "analytic" and r.failing == [(3, 5)]
+    # The blame rests on the truth of the disputed entry, not on the finite difference alone.
+    assert r.truth == "spot" and "most disputed" in r.truth_note
+    assert (r.worst.i, r.worst.j) == (3, 5) and r.worst.truth == pytest.approx(0.0, abs=1e-15)
+    ok = critical.check_hessian(lambda x: np.sum(np.sin(x)), np.cos, lambda x: np.diag(-np.sin(x)), x)
+    assert ok.passed and ok.truth == "off" and ok.worst.truth is None  # nothing disputed: no truth computed
+
+
+def test_check_hvp_spot_truth_corroborates_the_blame_and_stays_off_when_turned_off():
+    x = np.linspace(-1, 1, critical.TRUTH_HVP_MAX + 4)
+    f, g = (lambda x: np.sum(np.sin(x))), np.cos
+    r = critical.check_hvp(f, g, lambda x, v: -np.sin(x) * v * 1.001, x, directions=1)
+    assert r.blame == "analytic" and r.truth == "spot" and r.worst.truth is not None
+    assert r.worst.rel_analytic_truth == pytest.approx(1e-3, rel=1e-2)
+    off = critical.check_hvp(f, g, lambda x, v: -np.sin(x) * v * 1.001, x, directions=1, truth="off")
+    assert off.blame == "analytic" and off.truth == "off" and off.worst.truth is None
+
+
+def test_unresolved_entries_say_why():
+    r = critical.check_hessian(_ok, _grad_nan_below_zero, lambda x: 2 * np.eye(2), np.array([0.0, 1.0]), truth="off")
+    assert "no finite reference" in r.unresolved_note and "edge of their domain" in str(r)
