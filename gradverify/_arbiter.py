@@ -20,7 +20,16 @@ its :class:`Sources` for more evidence, each kind at most once, before the final
    that crosses several kinks bracket fewer values than the subgradients allow (with
    mixed-sign contributions), so a direction the bracket would blame is split into parts
    until each part is smooth or moves one element, and the sum of the parts' values and
-   brackets is the reference; past :attr:`Limits.split_parts` parts it is unresolved.
+   brackets is the reference; past :attr:`Limits.split_parts` parts it is unresolved;
+6. **kinks jointly** (elements): each element at a kink lies in its own one-sided bracket,
+   but the elements may still be jointly impossible (``[1, 1, 1]`` for ``max`` at a
+   three-way tie, where the subgradients sum to 1). Along the direction that moves every
+   element found at a kink by its scale, in the same sense, the function is often smooth
+   (a tie moves as one); where it is, ``<g, d>`` must match its slope, and the elements at
+   kinks are wrong together when it does not. Where that line crosses a kink, nothing more
+   is said. This is exact for ties and for kinks whose subgradient convention is the same
+   at every element (a mask ``x > 0``); only a backward mixing conventions at kinks that
+   cancel along the line could be blamed by it.
 
 Estimates are never modified in place: new evidence makes new estimates. Verdicts are only
 ever taken from evidence that has checked itself (a truth that failed its integrity
@@ -42,6 +51,7 @@ class Limits:
 
     spot_truth: int = 16  # elements given a truth when the truth does not cover them all
     split_parts: int = 512  # finite differences per direction when splitting at kinks
+    confirm_blames: int = 8  # blames shared by the truth and the differences confirmed at more digits
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,11 @@ class Sources:
         """A new Stencil whose errors at ``indices`` include the spread over steps."""
         return None
 
+    def kink_line(self, kinked):
+        """``(<g, d>, Stencil of one direction)`` along ``d`` = every element of ``kinked``
+        moved by its scale in the same sense; None where not available."""
+        return None
+
     def split(self, k, judge_part, max_parts):
         """Direction ``k`` judged part by part: ``("wrong", detail)``, ``("ok", (lo, hi,
         error))`` or None when ``max_parts`` finite differences did not settle it."""
@@ -119,14 +134,26 @@ def arbitrate(a, evidence, sources, *, rtol, eps, natural, limits=Limits()):
         if truth is not None:
             notes.append(f"truth for {reached} of the {spot.size} most disputed of {a.size} elements")
 
-    # 2. Confirm a truth that contradicts the finite difference (where the two agree, a
-    #    wrong analytic value is wrong by two independent witnesses).
-    doubtful = np.flatnonzero(_verdict.suspicious(verdicts, rtol))
-    if truth is not None and doubtful.size:
-        got = sources.confirm(truth, doubtful)
-        if got is not None:
-            truth = got
-            verdicts = judge(fd, truth)
+    # 2. Confirm the truth at more digits where it contradicts the finite difference, and
+    #    for a sample of the blames it shares with it (float64 and 40 digits can lose the
+    #    same cancellation, (x + 1e45) - 1e45): if any of the sample turns, all blames are
+    #    confirmed.
+    if truth is not None:
+        contradicts = _verdict.suspicious(verdicts, rtol)
+        shared = np.flatnonzero(verdicts.wrong & verdicts.has_truth & ~contradicts)
+        sample = shared[np.argsort(-verdicts.badness[shared], kind="stable")][: limits.confirm_blames]
+        doubtful = np.union1d(np.flatnonzero(contradicts), sample)
+        if doubtful.size:
+            got = sources.confirm(truth, doubtful)
+            if got is not None:
+                truth = got
+                verdicts = judge(fd, truth)
+                rest = np.setdiff1d(shared, sample)
+                if rest.size and not verdicts.wrong[sample].all():
+                    got = sources.confirm(truth, rest)
+                    if got is not None:
+                        truth = got
+                        verdicts = judge(fd, truth)
 
     # 3. Re-examine a truth that stands alone against two agreeing sides.
     if truth is not None:
@@ -177,6 +204,21 @@ def arbitrate(a, evidence, sources, *, rtol, eps, natural, limits=Limits()):
         verdicts = judge(fd, truth)
         verdicts.wrong[wrong] = True
         verdicts.unresolved[wrong] = False
+    # 6. Elements at kinks, jointly.
+    at_kinks = np.flatnonzero(_kink(fd, truth) & ~verdicts.wrong) if not sources.directional else np.empty(0, dtype=int)
+    if at_kinks.size >= 2:
+        got = sources.kink_line(at_kinks)
+        if got is not None:
+            a_line, st = got
+            smooth = not st.kink[0] and not st.rough[0] and np.isfinite(st.estimate[0])
+            line = _verdict.judge(np.array([a_line]), st, None, rtol=rtol, eps=eps, natural=np.max(natural * np.ones(a.shape)) * at_kinks.size)
+            if smooth and line.wrong[0]:
+                verdicts.wrong[at_kinks] = True
+                verdicts.unresolved[at_kinks] = False
+                notes.append(
+                    f"the {at_kinks.size} elements at kinks are jointly wrong: moving them all together, fn is smooth with slope"
+                    f" {st.estimate[0]:.10g} (error estimate {st.error[0]:.3g}), the gradient gives {a_line:.10g} (a tie's subgradients sum to its slope)"
+                )
     return verdicts, Evidence(fd, truth), notes
 
 

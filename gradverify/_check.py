@@ -343,7 +343,7 @@ class _CheckRun:
             if slopes is not None:
                 msg = (
                     f"fn does not run in float64 on input {i}: its slope along a random direction is {slopes[0]:.6g} for steps"
-                    f" of 2**-40 and 2**-38 of each element and {slopes[1]:.6g} for steps of 2**-18 and 2**-17, as when the"
+                    f" of 2**-32 and 2**-31 of each element and {slopes[1]:.6g} for steps of 2**-12 and 2**-11, as when the"
                     " input passes through a float32 or float16 buffer or cast (out = np.zeros(shape, dtype=np.float32);"
                     " x.astype(np.float32)) and its low bits are lost; its gradient cannot be verified in float64."
                     " Keep the input's dtype inside fn"
@@ -376,7 +376,7 @@ class _CheckRun:
         # Elements already resolved to rtol of the gradient's natural size need no better step.
         resolution = _numerical.REFINE_FRACTION * rtol * _numerical.natural_scale(evaluator, host, st.estimate)
         _numerical.refine_elementwise(evaluator, i, host, richardson, st, target, resolution=resolution)
-        sources = _Sources(self, evaluator, truth, i=i, host=host)
+        sources = _Sources(self, evaluator, truth, i=i, host=host, analytic=a)
         tv = None
         if self.truth_used == "elementwise":
             tv = sources.truth(np.arange(a.size))
@@ -515,8 +515,8 @@ class _TruthSources(_arbiter.Sources):
 class _Sources(_TruthSources):
     """More evidence about the elements of one input, for the arbiter."""
 
-    def __init__(self, run, evaluator, phi, *, i, host):
-        self.run, self.evaluator, self.phi, self.i, self.host = run, evaluator, phi, i, host
+    def __init__(self, run, evaluator, phi, *, i, host, analytic):
+        self.run, self.evaluator, self.phi, self.i, self.host, self.analytic = run, evaluator, phi, i, host, analytic
         self._spot_started = None
 
     def truth(self, indices):
@@ -531,6 +531,12 @@ class _Sources(_TruthSources):
 
     def _recompute(self):
         return functools.partial(self.phi.elementwise, self.i, element_scale(self.host), input_scale(self.host))
+
+    def kink_line(self, kinked):
+        d = np.zeros(self.host.size)
+        d[kinked] = _numerical.step_scale(self.host)[kinked]
+        st = _numerical.directional(self.evaluator, [{self.i: d}], self.run.options.richardson)
+        return float(self.analytic[kinked] @ d[kinked]), st
 
     def cross_check(self, fd, indices):
         got = _arbiter._replace(fd)
@@ -600,30 +606,34 @@ def _describe(st):
 
 # Steps of the float64 probe, in units of each element's scale: two far below float32's
 # resolution (2**-24) and far above float64's (2**-52), and two above float32's.
-QUANTIZATION_STEPS = (2.0**-40, 2.0**-38, 2.0**-18, 2.0**-17)
+QUANTIZATION_STEPS = (2.0**-32, 2.0**-31, 2.0**-12, 2.0**-11)
 # Fine and coarse slopes further apart than this (relative) mean fn quantizes its input,
 # when each pair agrees within itself to a tenth of it and the fine steps move phi by
 # QUANTIZATION_RESOLVED times its modelled rounding or more.
 QUANTIZATION_RTOL = 0.05
-QUANTIZATION_RESOLVED = 100.0
+QUANTIZATION_RESOLVED = 16.0
 
 
 def _quantization(evaluator, i, host, seed):
     """``(fine, coarse)`` slopes of ``phi`` when ``fn`` loses the low bits of input ``i``, else None.
 
-    Asked only where a comparison failed (see :meth:`_CheckRun._explain_failures`). For a
-    function that runs in float64, centered differences along one direction agree at
-    steps of 2**-40 and of 2**-18 of each element. A float32 buffer inside ``fn``
-    makes the path through it constant below 2**-24: the slopes at 2**-40 and 2**-38 then
-    agree with each other, those at 2**-18 and 2**-17 with each other, and the two pairs
-    differ. The probe says nothing unless both pairs settle, the one-sided slopes at the fine
-    step agree (no kink at ``x`` along the direction), (a jump, noise or curvature at
-    the coarse steps unsettles them) and the fine steps move ``phi`` far above rounding (an
-    output that barely moves at 2**-40 only shows rounding). A kink at ``x`` itself is
-    straddled alike at every step; a kink between the scales (within about 4e-6 of ``x``
-    relative, away from ``x`` itself) leaves the one-sided slope on its other side equal to the
-    fine slope, and is told apart by that; two such kinks on opposite sides could still read
-    as quantization.
+    Asked only where a comparison failed (see :meth:`_CheckRun._explain_failures`), along
+    one random direction with steps relative to each element. For a function that runs in
+    float64, centered differences agree at steps of 2**-32 and of 2**-12. A float32 buffer
+    inside ``fn`` makes the path through it constant below 2**-24: the slopes at 2**-32
+    and 2**-31 then agree with each other, those at 2**-12 and 2**-11 with each other, and
+    the two pairs differ. The probe says nothing unless
+
+    * both pairs settle (a jump, noise or curvature at the coarse steps unsettles them);
+    * the one-sided slopes at the fine step agree (no kink at ``x`` along the direction);
+    * the coarse slope would move ``phi`` far above rounding at the fine steps (an output
+      that would barely move there only shows rounding; one that does not move at all,
+      though it should, is quantized);
+    * the one-sided slopes at the coarse step both differ from the fine slope: a kink
+      between the scales (within about 5e-4 of ``x`` relative) lies on one side and leaves
+      the other side's slope equal to the fine one. Two such kinks on opposite sides could
+      still read as quantization; as the probe only explains failures, that can turn a
+      blame into this finding, never a failure into a pass.
     """
     rng = np.random.default_rng([seed, 2, i])
     # Steps relative to each element alone: the commonest kinks (at 0) stay out of reach,
@@ -636,7 +646,9 @@ def _quantization(evaluator, i, host, seed):
     if not np.all(np.isfinite(diff)):
         return None  # a step left fn's domain: no evidence either way
     fine, finer, coarse, coarser = ((diff[2 * k] - diff[2 * k + 1]) / (2 * t) for k, t in enumerate(QUANTIZATION_STEPS))
-    resolved = np.all(np.abs(diff[:4]) > QUANTIZATION_RESOLVED * evaluator.noise(moved[:4]))
+    # The fine steps would move phi far above rounding if the coarse slope held there (an
+    # output that would barely move at 2**-32 only shows rounding).
+    resolved = np.all(abs(coarse) * np.repeat(QUANTIZATION_STEPS[:2], 2) > QUANTIZATION_RESOLVED * evaluator.noise(moved[:4]))
 
     def agree(a, b, rtol):
         return abs(a - b) <= rtol * max(abs(a), abs(b))

@@ -371,6 +371,13 @@ def _float32_buffer(x):
     return buf.astype(np.float64) * x
 
 
+def _tanh_into_float32(x):
+    out = np.empty(x.shape, dtype=np.float32)
+    for i in range(x.size):
+        out[i] = np.tanh(x[i])  # each value rounded to float32
+    return out.astype(np.float64)
+
+
 def _hinge_scores():
     # Scores whose float64 margin s_j - s_y + 1 is exactly 0 for j = 1 (0.1 + 0.2 - 0.3 + 1
     # - 1 style rounding), while the exact margin of the stored values is not.
@@ -507,6 +514,7 @@ REAL_BUGS = [
     Case("ReLU with planted zeros, directional, gradient 1.5 where x >= 0", lambda x: np.maximum(x, 0.0), lambda v, x: (1.5 * v * (x >= 0),), _relu_planted_zeros, options={"mode": "directional"}),
     Case("ReLU with planted zeros, directional, mask inverted", lambda x: np.maximum(x, 0.0), lambda v, x: (v * (x < 0),), _relu_planted_zeros, options={"mode": "directional"}),
     _svm_case("SVM hinge at a zero margin, gradient of the correct class left out", lambda v, w, x=None: (_svm_vjp(v, w, x=x)[0] * np.array([0.0, 1.0, 1.0]),)),
+    Case("max over rows with ties, every tied element given the whole gradient (DeZero's Max)", lambda x: np.max(x, axis=1), lambda v, x: (v[:, None] * (x == x.max(axis=1, keepdims=True)),), lambda rng: (np.array([[2.0, 2.0, 2.0], [1.0, 3.0, 3.0], [0.5, -1.0, 0.0]]),)),
     Case("mean softmax cross-entropy 32x10, the 1/N left out", _ce_mean, lambda v, logits, labels: (_ce_mean_vjp(v, logits, labels)[0] * labels.size, None), _ce_inputs(32, 10)),
     _mlp_case("2-layer MLP, dW2 from the pre-activations instead of the ReLU output", _mlp_pre_instead_of_h_vjp),
 ]
@@ -515,4 +523,5 @@ NEVER_PASS = [
     Case("tanh plus deterministic noise, gradient doubled", _noisy_tanh, lambda v, x: (2 * _tanh_vjp(v, x)[0],), _normal(5)),
     Case("tanh plus deterministic noise, gradient all zeros", _noisy_tanh, lambda v, x: (0 * v,), _normal(5)),
     Case("a float32 buffer inside fn", _float32_buffer, lambda v, x: (2 * v * x,), lambda rng: (np.array([0.3, -1.2, 2.0]),)),
+    Case("tanh written element by element into a float32 buffer", _tanh_into_float32, _tanh_vjp, lambda rng: (np.array([0.3, -1.2, 2.0]),)),
 ]

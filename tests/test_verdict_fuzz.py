@@ -48,6 +48,7 @@ def problems(draw):
         )
     )
     if name == "matmul":
+        x = x.reshape(x.shape[0], -1)
         w = (draw(hnp.arrays(np.float64, (x.shape[-1], 3), elements=st.floats(-1, 1, allow_nan=False))) * 2).astype(dtype)
         return name, (lambda x, w: x @ w), (lambda v, x, w: (v @ w.T, x.T @ v)), (x, w), options
     fn, vjp = FUNCTIONS[name]
