@@ -343,7 +343,7 @@ class _CheckRun:
             if slopes is not None:
                 msg = (
                     f"fn does not run in float64 on input {i}: its slope along a random direction is {slopes[0]:.6g} for steps"
-                    f" of 2**-32 and 2**-31 of each element and {slopes[1]:.6g} for steps of 2**-12 and 2**-11, as when the"
+                    f" of 2**-36 and 2**-35 of each element and {slopes[1]:.6g} for steps of 2**-12 and 2**-11, as when the"
                     " input passes through a float32 or float16 buffer or cast (out = np.zeros(shape, dtype=np.float32);"
                     " x.astype(np.float32)) and its low bits are lost; its gradient cannot be verified in float64."
                     " Keep the input's dtype inside fn"
@@ -606,7 +606,7 @@ def _describe(st):
 
 # Steps of the float64 probe, in units of each element's scale: two far below float32's
 # resolution (2**-24) and far above float64's (2**-52), and two above float32's.
-QUANTIZATION_STEPS = (2.0**-32, 2.0**-31, 2.0**-12, 2.0**-11)
+QUANTIZATION_STEPS = (2.0**-36, 2.0**-35, 2.0**-12, 2.0**-11)
 # Fine and coarse slopes further apart than this (relative) mean fn quantizes its input,
 # when each pair agrees within itself to a tenth of it and the fine steps move phi by
 # QUANTIZATION_RESOLVED times its modelled rounding or more.
@@ -619,9 +619,9 @@ def _quantization(evaluator, i, host, seed):
 
     Asked only where a comparison failed (see :meth:`_CheckRun._explain_failures`), along
     one random direction with steps relative to each element. For a function that runs in
-    float64, centered differences agree at steps of 2**-32 and of 2**-12. A float32 buffer
-    inside ``fn`` makes the path through it constant below 2**-24: the slopes at 2**-32
-    and 2**-31 then agree with each other, those at 2**-12 and 2**-11 with each other, and
+    float64, centered differences agree at steps of 2**-36 and of 2**-12. A float32 buffer
+    inside ``fn`` makes the path through it constant below 2**-24: the slopes at 2**-36
+    and 2**-35 then agree with each other, those at 2**-12 and 2**-11 with each other, and
     the two pairs differ. The probe says nothing unless
 
     * both pairs settle (a jump, noise or curvature at the coarse steps unsettles them);
@@ -647,7 +647,7 @@ def _quantization(evaluator, i, host, seed):
         return None  # a step left fn's domain: no evidence either way
     fine, finer, coarse, coarser = ((diff[2 * k] - diff[2 * k + 1]) / (2 * t) for k, t in enumerate(QUANTIZATION_STEPS))
     # The fine steps would move phi far above rounding if the coarse slope held there (an
-    # output that would barely move at 2**-32 only shows rounding).
+    # output that would barely move at 2**-36 only shows rounding).
     resolved = np.all(abs(coarse) * np.repeat(QUANTIZATION_STEPS[:2], 2) > QUANTIZATION_RESOLVED * evaluator.noise(moved[:4]))
 
     def agree(a, b, rtol):

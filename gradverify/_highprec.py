@@ -58,7 +58,7 @@ import numpy as np
 from mpmath import libmp
 from mpmath.ctx_mp import MPContext
 
-from gradverify._errors import HighPrecisionUnavailable
+from gradverify._errors import GradVerifyError, HighPrecisionUnavailable
 
 DEFAULT_DPS = 40
 
@@ -703,8 +703,8 @@ def _run(fn, args, dps, namespace_aware):
     try:
         with CTX.workdps(dps):
             return fn(*args)
-    except HighPrecisionUnavailable:
-        raise
+    except GradVerifyError:
+        raise  # gradverify's own (HighPrecisionUnavailable, a time budget run out)
     except ZeroDivisionError as exc:  # e.g. mpf % 0 or Python ints
         raise HighPrecisionUnavailable(
             f"division by zero during the high-precision evaluation ({exc!r}); float64 would "

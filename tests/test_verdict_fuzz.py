@@ -98,3 +98,17 @@ def test_the_reproduce_line_carries_every_option_that_changes_the_verdict():
     assert not result.passed
     for text in ("wrt=(0,)", "rtol=1e-06", "richardson=True", "directions=3", "seed=2", "mode='full'", "truth='auto'"):
         assert text in result.reproduce, result.reproduce
+
+
+def test_the_time_budget_also_stops_the_truth():
+    """A budget that runs out inside the high-precision evaluation stops the check (never a per-element note)."""
+    import time
+
+    def slow_on_mpmath(x):
+        if x.dtype == object:
+            time.sleep(0.02)
+        return np.tanh(x)
+
+    x = np.linspace(-1, 1, 8)
+    with pytest.raises(CheckBudgetExceeded, match="time_budget"):
+        check_vjp(slow_on_mpmath, lambda v, x: (v * (1 - np.tanh(x) ** 2),), x, time_budget=0.2)
