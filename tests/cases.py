@@ -502,6 +502,7 @@ REAL_CORRECT = [
     Case("tanh at 0 and 1e4 with Richardson, directional, no truth", np.tanh, _tanh_vjp, lambda rng: (np.array([0.0, 1e4]),), options={"mode": "directional", "truth": "off", "richardson": True}),
     Case("tanh at 0, 1e4 and 1e6 with Richardson, full, no truth", np.tanh, _tanh_vjp, lambda rng: (np.array([0.0, 1e4, 1e6]),), options={"truth": "off", "richardson": True}),
     Case("mean softmax cross-entropy, logits 128x100", _ce_mean, _ce_mean_vjp, _ce_inputs(128, 100)),
+    Case("mean softmax cross-entropy, logits 256x1000 (directional)", _ce_mean, _ce_mean_vjp, _ce_inputs(256, 1000)),
     Case("batch norm (train) 64x32 with gamma and beta", _batchnorm_train, _batchnorm_train_vjp, lambda rng: (rng.standard_normal((64, 32)), 1 + 0.1 * rng.standard_normal(32), 0.1 * rng.standard_normal(32))),
     _mlp_case("2-layer MLP with ReLU and cross-entropy", _mlp_ce_vjp),
     Case("sum(tanh(X @ W)), W 64x64", lambda w: np.sum(np.tanh(np.linspace(-1, 1, 8 * 64).reshape(8, 64) @ w)), lambda v, w: (np.linspace(-1, 1, 8 * 64).reshape(8, 64).T @ (v * (1 - np.tanh(np.linspace(-1, 1, 8 * 64).reshape(8, 64) @ w) ** 2)),), lambda rng: (rng.standard_normal((64, 64)) / 8,)),
