@@ -50,7 +50,6 @@ Results (150 checks: numpy-ml 63, tinynn 29, DeZero 58; 13 s on 2 cores):
 import argparse
 import collections
 import collections.abc
-import copy
 import json
 import sys
 import time

@@ -26,7 +26,7 @@ import numpy as np
 
 from gradverify import _arbiter, _backend, _highprec, _numerical, _structural, _tolerances, _verdict
 from gradverify._errors import CheckBudgetExceeded, GradVerifyError, HighPrecisionUnavailable, InvalidArgument, UserFunctionError, asserting
-from gradverify._options import DEFAULT_DPS, DEFAULT_TIME_BUDGET, MODES, TRUTHS, CheckOptions  # noqa: F401 (MODES, TRUTHS re-exported)
+from gradverify._options import DEFAULT_DPS, DEFAULT_TIME_BUDGET, CheckOptions
 from gradverify._result import VerificationResult
 from gradverify._truth import HighPrecisionPhi, confirm, element_scale, input_scale, reexamine
 
