@@ -350,7 +350,8 @@ class PhiEvaluator:
                 msg = f"fn returned shape {tuple(y.shape)} at a perturbed point of the finite differences but {tuple(self.out.shape)} at x; its output shape must not depend on the input's values"
                 raise UserFunctionError(msg)
             outs.append(y)
-        return self._contract(xp.stack(outs), rows)
+        # One row (large inputs) needs no stacked copy of its output.
+        return self._contract(xp.reshape(outs[0], (1, *self.out.shape)) if rows == 1 else xp.stack(outs), rows)
 
     def _perturbed(self, i, entry, device):
         """The flattened input ``i`` perturbed by each row of ``entry``: ``(rows, n_i)``."""
