@@ -62,20 +62,25 @@ def inspect(call, fn, vjp, inputs, *, wrt, floating, cotangent, seed, xp, device
     v = _cotangent(cotangent, out, seed, xp, device)
     v_copy = xp.asarray(v, copy=True)
     grads = call("vjp", vjp, v, *seen.inputs)
-    _mutations(seen, copies, "vjp", xp)
+    mutates = _mutations(seen, copies, "vjp", xp)
+    del copies
     if not same(xp, v, v_copy):
         seen.fail("vjp_mutates_cotangent", "vjp changed the cotangent in place; work on a copy", blame="analytic")
+        v = v_copy  # the numbers use the cotangent as it was passed in
+    del v_copy
     if not _arity(seen, grads, len(inputs), xp):
         return seen
-    # The numbers use the cotangent as it was passed in (the copy, if vjp changed it).
-    seen.out, seen.v = out, (v if seen.findings == [] or not any(f.kind == "vjp_mutates_cotangent" for f in seen.findings) else v_copy)
-    del v_copy
+    seen.out, seen.v = out, v
     seen.grads = {i: grads[i] for i in wrt}
     seen.usable = [i for i in wrt if _gradient_usable(seen, i, grads[i], seen.inputs[i], xp, device)]
-    again = call("vjp", vjp, xp.asarray(seen.v, copy=True), *seen.inputs)
+
+    def fresh():  # a vjp that changes its inputs gets copies, so that the numbers keep the caller's
+        return [xp.asarray(x, copy=True) for x in seen.inputs] if mutates else seen.inputs
+
+    again = call("vjp", vjp, xp.asarray(seen.v, copy=True), *fresh())
     if not _tuple_same(xp, grads, again, seen.usable):
         seen.fail("vjp_nondeterministic", "two calls of vjp on the same arguments gave different gradients", blame="analytic")
-    zero = call("vjp", vjp, xp.zeros_like(seen.v), *seen.inputs)
+    zero = call("vjp", vjp, xp.zeros_like(seen.v), *fresh())
     for i in seen.usable:
         g = zero[i] if isinstance(zero, (tuple, list)) and len(zero) == len(inputs) else None
         if is_array_of(xp, g) and tuple(g.shape) == tuple(seen.inputs[i].shape) and not bool(xp.all(g == 0)):
@@ -86,10 +91,14 @@ def inspect(call, fn, vjp, inputs, *, wrt, floating, cotangent, seed, xp, device
 
 
 def _mutations(seen, copies, who, xp):
+    """Record each input ``who`` changed in place and go on from the caller's values; True if any."""
+    changed = False
     for i, (x, c) in enumerate(zip(seen.inputs, copies)):
         if not same(xp, x, c):
             seen.fail(f"{who}_mutates_input", f"{who} changed input {i} in place; work on a copy", i, blame="analytic" if who == "vjp" else None)
             seen.inputs[i] = xp.asarray(c, copy=True)  # go on from the values the caller passed
+            changed = True
+    return changed
 
 
 def _cotangent(v, out, seed, xp, device):

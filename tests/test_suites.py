@@ -122,3 +122,15 @@ def test_one_bad_gradient_does_not_hide_the_verdict_of_the_others():
     result = check_vjp(lambda x, w: x @ w, vjp, rng.standard_normal((2, 3)), rng.standard_normal((3, 2)))
     assert "gradient_shape" in {s.kind for s in result.structural}
     assert [p.index for p in result.per_input] == [1] and result.per_input[0].failures, str(result)
+
+
+def test_a_vjp_that_mutates_its_input_on_every_call_leaves_the_numbers_alone():
+    def vjp(v, x):
+        g = 2 * v * x
+        x *= 3.0  # changes the caller's array on every call; its returned value is right
+        return (g,)
+
+    x = np.array([0.5, -1.0, 2.0])
+    result = check_vjp(lambda x: x * x, vjp, x.copy())
+    assert [s.kind for s in result.structural] == ["vjp_mutates_input"], str(result)
+    assert result.per_input[0].failures == 0 and result.max_rel_error < 1e-12, str(result)
