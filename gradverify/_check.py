@@ -492,9 +492,7 @@ class _TruthSources(_arbiter.Sources):
     """Confirmation and re-examination of a truth, for the elements or the directions."""
 
     phi = None
-
-    def _recompute(self):
-        raise NotImplementedError  # each subclass binds its own recomputation
+    recompute = None  # phi's method for these elements or directions, bound by each subclass
 
     def _again(self, truth, indices, how):
         if self.phi is None:
@@ -502,7 +500,7 @@ class _TruthSources(_arbiter.Sources):
         got = _arbiter._replace(truth)
         mask = np.zeros(truth.center.shape, dtype=bool)
         mask[indices] = True
-        how(got, mask, self._recompute(), self.run.options.dps, atol=1e-20 * np.maximum(np.abs(truth.center), 1e-300))
+        how(got, mask, self.recompute, self.run.options.dps, atol=1e-20 * np.maximum(np.abs(truth.center), 1e-300))
         return got
 
     def confirm(self, truth, indices):
@@ -518,19 +516,18 @@ class _Sources(_TruthSources):
     def __init__(self, run, evaluator, phi, *, i, host, analytic):
         self.run, self.evaluator, self.phi, self.i, self.host, self.analytic = run, evaluator, phi, i, host, analytic
         self._spot_started = None
+        if phi is not None:
+            self.recompute = functools.partial(phi.elementwise, i, element_scale(host), input_scale(host))
 
     def truth(self, indices):
         if self.phi is None:
             return None
         if self._spot_started is None:
             self._spot_started = time.perf_counter()
-        return self.phi.elementwise(self.i, element_scale(self.host), input_scale(self.host), indices=indices)
+        return self.recompute(indices=indices)
 
     def spot_spent(self):
         return self._spot_started is not None and time.perf_counter() - self._spot_started > SPOT_TRUTH_SECONDS
-
-    def _recompute(self):
-        return functools.partial(self.phi.elementwise, self.i, element_scale(self.host), input_scale(self.host))
 
     def kink_line(self, kinked):
         d = np.zeros(self.host.size)
@@ -551,14 +548,13 @@ class _DirectionalSources(_TruthSources):
 
     def __init__(self, run, evaluator, phi, *, dirs, analytic):
         self.run, self.evaluator, self.phi, self.dirs, self.analytic = run, evaluator, phi, dirs, analytic
+        if phi is not None:
+            self.recompute = functools.partial(phi.directional, dirs)
 
     def truth(self, indices):
         if self.phi is None:
             return None
         return self.phi.directional(self.dirs, indices=indices)
-
-    def _recompute(self):
-        return functools.partial(self.phi.directional, self.dirs)
 
     def split(self, k, judge_part, max_parts):
         """Direction ``k`` judged part by part: each part smooth, or one element at a kink.
