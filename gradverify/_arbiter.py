@@ -24,12 +24,13 @@ its :class:`Sources` for more evidence, each kind at most once, before the final
 6. **kinks jointly** (elements): each element at a kink lies in its own one-sided bracket,
    but the elements may still be jointly impossible (``[1, 1, 1]`` for ``max`` at a
    three-way tie, where the subgradients sum to 1). Along the direction that moves every
-   element found at a kink by its scale, in the same sense, the function is often smooth
-   (a tie moves as one); where it is, ``<g, d>`` must match its slope, and the elements at
-   kinks are wrong together when it does not. Where that line crosses a kink, nothing more
-   is said. This is exact for ties and for kinks whose subgradient convention is the same
-   at every element (a mask ``x > 0``); only a backward mixing conventions at kinks that
-   cancel along the line could be blamed by it.
+   element found at a kink by its scale, in the same sense, a tie moves as one and the
+   function is smooth. Where the line is smooth and its slopes do not add up the way
+   independent kinks would (each element's two one-sided slopes, summed, would give the
+   line's right plus left slope: ``clip`` at both bounds, ``relu`` beside ``minimum(x, 0)``),
+   the kinks are coupled and ``<g, d>`` must match the line's slope; the elements at kinks
+   are wrong together when it does not. Independent kinks, and lines that cross a kink,
+   are left to the per-element brackets.
 
 Estimates are never modified in place: new evidence makes new estimates. Verdicts are only
 ever taken from evidence that has checked itself (a truth that failed its integrity
@@ -94,8 +95,8 @@ class Sources:
         return None
 
     def kink_line(self, kinked):
-        """``(<g, d>, Stencil of one direction)`` along ``d`` = every element of ``kinked``
-        moved by its scale in the same sense; None where not available."""
+        """``(<g, d>, Stencil of one direction, d's entries at kinked)`` along ``d`` = every
+        element of ``kinked`` moved by its scale in the same sense; None where not available."""
         return None
 
     def split(self, k, judge_part, max_parts):
@@ -104,13 +105,16 @@ class Sources:
         return None
 
 
-def arbitrate(a, evidence, sources, *, rtol, eps, natural, limits=Limits()):
-    """The verdicts for analytic values ``a``; returns ``(Verdicts, Evidence, notes)``."""
+def arbitrate(a, evidence, sources, *, rtol, eps, natural, resolution=None, limits=Limits()):
+    """The verdicts for analytic values ``a``; returns ``(Verdicts, Evidence, notes)``.
+
+    ``natural`` and ``resolution`` are as in :func:`gradverify._verdict.judge`.
+    """
     notes = []
     fd, truth = evidence.fd, evidence.truth
 
     def judge(fd, truth):
-        return _verdict.judge(a, fd, truth, rtol=rtol, eps=eps, natural=natural)
+        return _verdict.judge(a, fd, truth, rtol=rtol, eps=eps, natural=natural, resolution=resolution)
 
     verdicts = judge(fd, truth)
 
@@ -204,15 +208,23 @@ def arbitrate(a, evidence, sources, *, rtol, eps, natural, limits=Limits()):
         verdicts = judge(fd, truth)
         verdicts.wrong[wrong] = True
         verdicts.unresolved[wrong] = False
-    # 6. Elements at kinks, jointly.
+    # 6. Elements at kinks, jointly: only where the line shows them coupled (a tie).
     at_kinks = np.flatnonzero(_kink(fd, truth) & ~verdicts.wrong) if not sources.directional else np.empty(0, dtype=int)
     if at_kinks.size >= 2:
         got = sources.kink_line(at_kinks)
         if got is not None:
-            a_line, st = got
+            a_line, st, weights = got
             smooth = not st.kink[0] and not st.rough[0] and np.isfinite(st.estimate[0])
+            # Independent kinks add up along the line: its right and left slopes sum to the
+            # sum of each element's two one-sided slopes. A tie moves as one and does not.
+            by_truth = truth is not None and truth.kink[at_kinks] & np.isfinite(truth.center[at_kinks])
+            lo = np.where(by_truth, truth.lo[at_kinks] if truth is not None else 0.0, fd.lo[at_kinks])
+            hi = np.where(by_truth, truth.hi[at_kinks] if truth is not None else 0.0, fd.hi[at_kinks])
+            separable = float(np.sum((lo + hi) * weights))
+            width = float(np.sum((hi - lo) * np.abs(weights)))
+            coupled = abs(2 * st.estimate[0] - separable) > 0.1 * width + 4 * st.error[0]
             line = _verdict.judge(np.array([a_line]), st, None, rtol=rtol, eps=eps, natural=np.max(natural * np.ones(a.shape)) * at_kinks.size)
-            if smooth and line.wrong[0]:
+            if smooth and coupled and line.wrong[0]:
                 verdicts.wrong[at_kinks] = True
                 verdicts.unresolved[at_kinks] = False
                 notes.append(

@@ -624,7 +624,7 @@ def refine_elementwise(evaluator, i, x_host, richardson, first, target, resoluti
         first.take(redo, second, np.ones(redo.size, dtype=bool))
         redone += redo.size
     if resolution is None:
-        resolution = REFINE_FRACTION * 1e-7 * natural_scale(evaluator, x_host, first.estimate)
+        resolution = REFINE_FRACTION * 1e-7 * natural_scale(first.estimate)
     # A growing step stops at half the distance to 0, where most kinks and domain edges lie.
     bound = np.where(x_host != 0, np.abs(x_host) / 2, np.inf)
 
@@ -641,16 +641,14 @@ def refine_elementwise(evaluator, i, x_host, richardson, first, target, resoluti
     return redone
 
 
-def natural_scale(evaluator, x_host, estimate):
-    """The natural size of each gradient element, as :func:`gradverify._tolerances.natural_size` has it.
+def natural_scale(estimate):
+    """The gradient's own size for the resolution rule: its largest finite estimate.
 
-    The largest of the largest estimate, ``sum(|v * fn(x)|) / scale_k`` and the cotangent's
-    largest entry.
+    Taken from the gradient alone, never from ``fn``'s value (``sum(|v * fn|)``): a large
+    constant in ``fn`` would otherwise stop refinement early and widen the resolution.
     """
     finite = np.abs(estimate[np.isfinite(estimate)])
-    largest = float(finite.max()) if finite.size else 0.0
-    v_max = float(np.max(np.abs(to_numpy(evaluator.v)), initial=0.0))
-    return np.maximum(largest, np.maximum(evaluator.magnitude / step_scale(x_host), v_max))
+    return float(finite.max()) if finite.size else 0.0
 
 
 def _subset(st, idx):

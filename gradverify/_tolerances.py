@@ -40,6 +40,12 @@ RTOL = {
 # relative to the largest gradient of the same input (rounding in long reductions).
 ANALYTIC_NOISE_ULPS = 64
 
+# Without a truth, an element whose finite difference agrees with the analytic value within
+# the difference's own error is verified when that error is at most RESOLUTION_FACTOR * rtol
+# of the gradient's largest element (see gradverify._verdict): small elements are checked at
+# an absolute resolution of 1e-6 of the largest one in float64, not called unresolved.
+RESOLUTION_FACTOR = 10.0
+
 EPS = {name: float(np.finfo(name).eps) for name in ("float64", "float32", "float16")}
 EPS["bfloat16"] = 2.0**-7
 

@@ -261,7 +261,9 @@ class HighPrecisionPhi:
             with ctx.workdps(dps):
                 center = (st.left + st.right) / 2
         near = looked_closer and self._near_kink(normal, st, center, dps)
-        self._probe(shifted, scale, st.right, dps, natural)
+        with ctx.workdps(dps):
+            truncation = abs(st.center - st.right)  # the one-sided formula's own error, O(h**2)
+        self._probe(shifted, scale, st.right, dps, natural, truncation)
         coarse = (math.nan, math.nan)
         if near:
             sides = [float(normal.left), float(normal.right), float(normal.outer_left), float(normal.outer_right)]
@@ -323,8 +325,12 @@ class HighPrecisionPhi:
             outer_right, outer_left = (p2 - p1) / h, (m1 - m2) / h
         return _Stencil(center, left, right, outer_left, outer_right, bool(kink), bool(uneven), noise, size)
 
-    def _probe(self, shifted, scale, right, dps, natural):
-        """Raise _Lost unless ``phi`` follows a step far below float64's resolution as ``right`` says."""
+    def _probe(self, shifted, scale, right, dps, natural, truncation):
+        """Raise _Lost unless ``phi`` follows a step far below float64's resolution as ``right`` says.
+
+        ``truncation`` (the one-sided value's distance from the centered one) is allowed on top:
+        where the derivative is 0 (``x**3`` at 0) the one-sided value is its truncation error.
+        """
         ctx = self.ctx
         exponent = PROBE_EXPONENT * self.dps
         # As many more digits as the probe step is below the five-point one: the same noise.
@@ -340,7 +346,7 @@ class HighPrecisionPhi:
             slope = (ft - f0) / t
             noise = ctx.mpf(10) ** (6 - dps) * self.magnitude / t
             floor = ctx.mpf(10) ** (-ctx.mpf(self.dps) / 2) * natural
-            ok = abs(slope - right) <= PROBE_RTOL * max(abs(slope), abs(right)) + noise + floor
+            ok = abs(slope - right) <= PROBE_RTOL * max(abs(slope), abs(right)) + noise + floor + 2 * truncation
         if not ok:
             msg = (
                 f"precision lost: the output does not follow a step of {10 ** -exponent:.0e} (relative) "

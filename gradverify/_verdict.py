@@ -14,12 +14,12 @@ there is one, else against the finite difference:
   right or wrong, can be verified there, and the element fails without blame;
 * **numerical off** (truth only): ``a`` matches the truth but the finite difference does not.
 
-Resolution without a truth: an element far below the gradient's natural size ``natural``
-(see :mod:`gradverify._tolerances`) cannot always be resolved to ``rtol`` of itself by float64
-differences. When ``a`` agrees with the finite difference within the difference's own error
-``e``, and ``2 e`` plus the analytic noise is at most ``rtol * natural``, the element is
+Resolution without a truth: an element far below the gradient's largest element ``G`` cannot
+always be resolved to ``rtol`` of itself by float64 differences. When ``a`` agrees with the
+finite difference within the difference's own error ``e``, and ``2 e`` plus the analytic noise
+is at most ``RESOLUTION_FACTOR * rtol * G`` (1e-6 of ``G`` in float64), the element is
 verified at that absolute resolution, not called unresolved: an error in it would have to be
-below ``rtol`` of the gradient's natural size to go unseen.
+below that to go unseen. ``G`` comes from the gradient, never from ``fn``'s value.
 
 Near kinks within float64's resolution (a hinge whose float64 margin is exactly 0 while the
 exact margin is 1e-17), the finite differences see a kink that the truth, looking closer,
@@ -60,12 +60,16 @@ class Verdicts:
         return fd if self.rel_at is None else np.where(self.has_truth, self.rel_at, fd)
 
 
-def judge(a, st, tv, *, rtol, eps, natural):
+def judge(a, st, tv, *, rtol, eps, natural, resolution=None):
     """Verdicts for analytic values ``a`` given the stencil ``st`` and truth ``tv`` (or None).
 
-    ``natural`` is the natural size of each gradient element (see :mod:`_tolerances`). A
-    truth element that is NaN (it never settled, or failed its integrity checks) leaves that
-    element to the finite difference.
+    ``natural`` is the natural size of each gradient element (see :mod:`_tolerances`), for
+    the analytic noise floor. ``resolution`` (default ``natural``) is the gradient's own size
+    (its largest reference element), for the resolution rule: an element is only called
+    unresolved where the difference's error exceeds ``RESOLUTION_FACTOR * rtol`` of it. It must come from the
+    gradient, never from ``fn``'s value: a large constant in ``fn`` would otherwise widen the
+    resolution and let a wrong gradient through. A truth element that is NaN (it never
+    settled, or failed its integrity checks) leaves that element to the finite difference.
     """
     n = a.shape
     natural = natural * np.ones(n)
@@ -82,7 +86,8 @@ def judge(a, st, tv, *, rtol, eps, natural):
     fd_bad = ~np.isfinite(st.estimate) | rough
     rel_an[fd_bad] = strict_an[fd_bad] = np.inf
     fd_wrong = ~fd_bad & (rel_an > rtol)
-    coarse = fd_err + a_noise > rtol * natural  # not even resolved on the natural scale
+    scale = natural if resolution is None else resolution
+    coarse = fd_err + a_noise > _tolerances.RESOLUTION_FACTOR * rtol * scale  # not resolved on the gradient's scale
     fd_unresolved = ~fd_wrong & ~rough & ((strict_an > rtol) & coarse | fd_bad)
     if tv is None:
         none = np.zeros(n, dtype=bool)

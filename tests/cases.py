@@ -497,6 +497,9 @@ REAL_CORRECT = [
     Case("ELU through np.minimum(x, 0.0) at an exact 0", _elu, _elu_vjp, lambda rng: (np.array([0.0, -1.0, 2.0, -0.5]),)),
     Case("check_grad's wrapper around float(np.sum(x**2))", lambda x: np.asarray(float(np.sum(x**2))), lambda v, x: (2 * v * x,), lambda rng: (np.array([0.3, -1.2, 2.0]),)),
     _svm_case("SVM hinge with a float64 margin of exactly 0 (textbook subgradient)", _svm_vjp),
+    Case("sum(clip(x, -1, 1)) with elements on both bounds", lambda x: np.sum(np.clip(x, -1.0, 1.0), keepdims=True), lambda v, x: (v * ((x >= -1) & (x <= 1)),), lambda rng: (np.array([1.0, -1.0, 0.3]),)),
+    Case("sum(hardtanh(x)) at both bounds, open mask", lambda x: np.sum(np.clip(x, -2.0, 2.0), keepdims=True), lambda v, x: (v * ((x > -2) & (x < 2)),), lambda rng: (np.array([2.0, -2.0, 0.5, 2.0]),)),
+    Case("relu(x0) + min(x1, 0) at (0, 0)", lambda x: np.maximum(x[:1], 0.0) + np.minimum(x[1:], 0.0), lambda v, x: (v * np.concatenate([x[:1] > 0, x[1:] < 0]),), lambda rng: (np.array([0.0, 0.0]),)),
     Case("ReLU with planted exact zeros, directional mode", lambda x: np.maximum(x, 0.0), lambda v, x: (v * (x > 0),), _relu_planted_zeros, options={"mode": "directional"}),
     Case("ReLU with planted exact zeros, full mode", lambda x: np.maximum(x, 0.0), lambda v, x: (v * (x > 0),), _relu_planted_zeros),
     Case("tanh at 0 and 1e4 with Richardson, directional, no truth", np.tanh, _tanh_vjp, lambda rng: (np.array([0.0, 1e4]),), options={"mode": "directional", "truth": "off", "richardson": True}),
@@ -518,6 +521,11 @@ REAL_BUGS = [
     Case("max over rows with ties, every tied element given the whole gradient (DeZero's Max)", lambda x: np.max(x, axis=1), lambda v, x: (v[:, None] * (x == x.max(axis=1, keepdims=True)),), lambda rng: (np.array([[2.0, 2.0, 2.0], [1.0, 3.0, 3.0], [0.5, -1.0, 0.0]]),)),
     Case("mean softmax cross-entropy 32x10, the 1/N left out", _ce_mean, lambda v, logits, labels: (_ce_mean_vjp(v, logits, labels)[0] * labels.size, None), _ce_inputs(32, 10)),
     _mlp_case("2-layer MLP, dW2 from the pre-activations instead of the ReLU output", _mlp_pre_instead_of_h_vjp),
+]
+
+REAL_BUGS += [
+    Case("sum(x**2) + 1e6: gradient off by a relative 1e-5 (a large constant in the loss)", lambda x: np.sum(x**2, keepdims=True) + 1e6, lambda v, x: (2 * (1 + 1e-5) * v * x,), _normal(6)),
+    Case("sum(x**2) + 1e6, directional: gradient off by a relative 1e-5", lambda x: np.sum(x**2, keepdims=True) + 1e6, lambda v, x: (2 * (1 + 1e-5) * v * x,), _normal(6), options={"mode": "directional"}),
 ]
 
 NEVER_PASS = [
