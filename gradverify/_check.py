@@ -383,7 +383,7 @@ class _CheckRun:
             sources.covers_all = True
         reference = st.estimate if tv is None else np.where(np.isfinite(tv.center), tv.center, st.estimate)
         largest = _numerical.natural_scale(reference)
-        resolution = _resolution(reference, st)
+        resolution = _resolution(st)
         natural = _tolerances.natural_size(evaluator.magnitude, v_max, _numerical.step_scale(host), largest)
         limits = _arbiter.Limits(spot_truth=_spot_budget(truth))
         verdicts, evidence, notes = _arbiter.arbitrate(
@@ -408,7 +408,7 @@ class _CheckRun:
         tv = sources.truth(np.arange(len(dirs))) if sources.phi is not None else None
         sources.covers_all = True
         dtype = _backend.dtype_name(self.inputs[wrt[0]].dtype)
-        resolution = _resolution(st.estimate if tv is None else np.where(np.isfinite(tv.center), tv.center, st.estimate), st)
+        resolution = _resolution(st)
         verdicts, evidence, notes = _arbiter.arbitrate(
             a, _arbiter.Evidence(st, tv), sources, rtol=rtol, eps=_tolerances.eps_for(dtype), natural=natural, resolution=resolution
         )
@@ -511,7 +511,30 @@ class _TruthSources(_arbiter.Sources):
         return self._again(truth, indices, confirm)
 
     def reexamine(self, truth, fd, indices):
-        return self._again(truth, indices, reexamine)
+        """The truth again at more digits, then at the finite differences' own scale.
+
+        Where the exact function's centered difference at the differences' step (half the
+        coarsest, as their estimate takes) agrees with them and not with the truth, the truth
+        describes structure below anything float64 can see (a wiggle or a kink within the
+        step); it is dropped there and the differences decide.
+        """
+        got = self._again(truth, indices, reexamine)
+        if got is None:
+            return None
+        kept = np.asarray(indices)[np.isfinite(got.center[indices])]
+        if kept.size:
+            coarse = self._slopes_at(kept, fd.step[kept] / 2)
+            rtol = self._rtol
+            with np.errstate(invalid="ignore"):
+                with_fd = np.abs(coarse - fd.estimate[kept]) <= 2 * fd.error[kept] + rtol * np.abs(fd.estimate[kept])
+                off_truth = np.abs(coarse - got.center[kept]) > rtol * np.maximum(np.abs(coarse), np.abs(got.center[kept]))
+            for k, c in zip(kept[with_fd & off_truth], coarse[with_fd & off_truth]):
+                note = (
+                    f"no truth: at the finite differences' step ({fd.step[k] / 2:.3g}) the exact function's slope is {c:.10g},"
+                    f" as they say, not the truth's {got.center[k]:.10g}: the truth sees structure below float64's view"
+                )
+                got.drop(np.array([k]), note)
+        return got
 
 
 class _Sources(_TruthSources):
@@ -520,8 +543,10 @@ class _Sources(_TruthSources):
     def __init__(self, run, evaluator, phi, *, i, host, analytic):
         self.run, self.evaluator, self.phi, self.i, self.host, self.analytic = run, evaluator, phi, i, host, analytic
         self._spot_started = None
+        self._rtol = run.rtols[i]
         if phi is not None:
             self.recompute = functools.partial(phi.elementwise, i, element_scale(host), input_scale(host))
+            self._slopes_at = lambda indices, steps: phi.slopes_at(steps, i=i, indices=indices)
 
     def truth(self, indices):
         if self.phi is None:
@@ -552,8 +577,10 @@ class _DirectionalSources(_TruthSources):
 
     def __init__(self, run, evaluator, phi, *, dirs, analytic):
         self.run, self.evaluator, self.phi, self.dirs, self.analytic = run, evaluator, phi, dirs, analytic
+        self._rtol = max(run.rtols.values())
         if phi is not None:
             self.recompute = functools.partial(phi.directional, dirs)
+            self._slopes_at = lambda indices, steps: phi.slopes_at(steps, indices=indices, directions=dirs)
 
     def truth(self, indices):
         if self.phi is None:
@@ -685,15 +712,16 @@ class _Direction(Mapping):
         return len(self.signs)
 
 
-def _resolution(reference, st):
+def _resolution(st):
     """The gradient's own size for the resolution rule (see :func:`gradverify._verdict.judge`).
 
-    Its largest reference element; but where the whole gradient is zero within the finite
-    differences' own error (``x**3`` at 0), that error: the elements are then verified to
-    be zero at the resolution the differences have.
+    Its largest finite difference (the truth is not used: one that does not hold up must not
+    widen the rule); but where the whole gradient is zero within the differences' own error
+    (``x**3`` at 0), that error: the elements are then verified to be zero at the resolution
+    the differences have.
     """
     errors = 2 * st.error[np.isfinite(st.error)]
-    return max(_numerical.natural_scale(reference), float(np.median(errors)) if errors.size else 0.0)
+    return max(_numerical.natural_scale(st.estimate), float(np.median(errors)) if errors.size else 0.0)
 
 
 def _host64(x):

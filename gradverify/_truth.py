@@ -366,42 +366,62 @@ class HighPrecisionPhi:
         smaller: the step's effect on ``phi`` must stand out of the rounding of the rest.
         ``extra_digits`` adds more to every element (see :func:`confirm`).
         """
-        base = self.base[i]
-        flat = base.reshape(-1)
-        idx = range(flat.size) if indices is None else indices
+        idx = range(self.base[i].size) if indices is None else indices
         # In logarithms: the ratio of a normal scale to a subnormal element overflows.
         orders = np.log10(input_scale) - np.log10(np.asarray(scales, dtype=np.float64))
         extra = np.ceil(np.clip(orders, 0.0, MAX_EXTRA_DIGITS)).astype(int) + extra_digits
-        rows = []
-        for k in idx:
+        return _values([self._derivative(self._along_element(i, k), scales[k], int(extra[k])) for k in idx])
 
-            def shifted(t, dps, k=k):
-                moved = flat.copy()
-                with self.ctx.workdps(dps):
-                    moved[k] = flat[k] + t
-                args = list(self.base)
-                args[i] = moved.reshape(base.shape)
-                return self._evaluate(args, dps)
+    def _along_element(self, i, k):
+        """``shifted(t, dps)``: phi with element ``k`` of input ``i`` moved by ``t``."""
+        base = self.base[i]
+        flat = base.reshape(-1)
 
-            rows.append(self._derivative(shifted, scales[k], int(extra[k])))
-        return _values(rows)
+        def shifted(t, dps):
+            moved = flat.copy()
+            with self.ctx.workdps(dps):
+                moved[k] = flat[k] + t
+            args = list(self.base)
+            args[i] = moved.reshape(base.shape)
+            return self._evaluate(args, dps)
+
+        return shifted
+
+    def _along_direction(self, d):
+        """``shifted(t, dps)``: phi at ``x + t d`` for ``d = {i: flat float64 array}``."""
+
+        def shifted(t, dps):
+            args = list(self.base)
+            with self.ctx.workdps(dps):
+                for i, di in d.items():
+                    flat = self.base[i].reshape(-1)
+                    args[i] = (flat + t * _highprec.to_hp(di)).reshape(self.base[i].shape)
+            return self._evaluate(args, dps)
+
+        return shifted
+
+    def slopes_at(self, steps, *, i=None, indices=None, directions=None):
+        """Centered differences of ``phi`` at the float64 ``steps``, in high precision.
+
+        Along elements ``indices`` of input ``i``, or along ``directions[k]`` for ``k`` in
+        ``indices``: what the exact function does at the scale the finite differences look
+        at (the truth itself looks far closer). NaN where it cannot be evaluated.
+        """
+        out = np.full(len(indices), np.nan)
+        for r, (k, h) in enumerate(zip(indices, steps)):
+            shifted = self._along_element(i, k) if directions is None else self._along_direction(directions[k])
+            try:
+                (plus, _), (minus, _) = shifted(self.ctx.mpf(float(h)), self.dps), shifted(-self.ctx.mpf(float(h)), self.dps)
+            except HighPrecisionUnavailable:
+                continue
+            with self.ctx.workdps(self.dps):
+                out[r] = float((plus - minus) / (2 * self.ctx.mpf(float(h))))
+        return out
 
     def directional(self, directions, indices=None, extra_digits=0):
         """Truth of ``t -> phi(x + t d)`` at 0 for each ``{i: flat float64 array}`` ``d``."""
-        rows = []
-        for k in range(len(directions)) if indices is None else indices:
-            d = directions[k]
-
-            def shifted(t, dps, d=d):
-                args = list(self.base)
-                with self.ctx.workdps(dps):
-                    for i, di in d.items():
-                        flat = self.base[i].reshape(-1)
-                        args[i] = (flat + t * _highprec.to_hp(di)).reshape(self.base[i].shape)
-                return self._evaluate(args, dps)
-
-            rows.append(self._derivative(shifted, 1.0, extra_digits))
-        return _values(rows)
+        idx = range(len(directions)) if indices is None else indices
+        return _values([self._derivative(self._along_direction(directions[k]), 1.0, extra_digits) for k in idx])
 
 
 def confirm(values, suspicious, recompute, dps, atol, rounds=3):

@@ -134,3 +134,15 @@ def test_a_vjp_that_mutates_its_input_on_every_call_leaves_the_numbers_alone():
     result = check_vjp(lambda x: x * x, vjp, x.copy())
     assert [s.kind for s in result.structural] == ["vjp_mutates_input"], str(result)
     assert result.per_input[0].failures == 0 and result.max_rel_error < 1e-12, str(result)
+
+
+def test_a_truth_that_alone_disagrees_is_reexamined_at_the_differences_scale():
+    """A wiggle far below float64's view (1e-9 sin(1e12 x)) moves the exact derivative by ~1e3;
+    float64 and the gradient both see x**2. The truth must not blame on its own word."""
+    f = lambda x: x * x + 1e-9 * np.sin(1e12 * x)  # noqa: E731
+    x = np.array([0.7, -1.3])
+    result = check_vjp(f, lambda v, x: (2 * v * x,), x)
+    assert result.blame != "analytic", str(result)
+    assert "float64's view" in str(result), str(result)
+    wrong = check_vjp(f, lambda v, x: (2.02 * v * x,), x)
+    assert not wrong.passed and wrong.blame == "analytic", str(wrong)
