@@ -193,8 +193,8 @@ def arbitrate(a, evidence, sources, *, rtol, eps, natural, resolution=None, limi
 
         for k in kinked:
             got = sources.split(k, judge_part, limits.split_parts)
-            if truth is not None:
-                truth.center[k] = np.nan  # the line's one-sided slopes are too narrow a bracket
+            if truth is not None:  # the line's one-sided slopes are too narrow a bracket
+                truth.drop(np.array([k]), "no truth: the direction crosses several kinks, where its one-sided slopes bracket too few subgradients")
             if got is None:
                 fd.estimate[k] = np.nan  # no sound bracket within the budget: unresolved, never blamed
             elif got[0] == "wrong":

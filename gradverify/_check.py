@@ -609,7 +609,7 @@ class _DirectionalSources(_TruthSources):
             for i, j in part:
                 sub[i][j] = d[i][j]
             st = _numerical.directional(self.evaluator, [sub], self.run.options.richardson)
-            if not np.isfinite(st.estimate[0]) or getattr(st, "rough", np.zeros(1, dtype=bool))[0]:
+            if not np.isfinite(st.estimate[0]) or st.rough[0]:
                 return None
             if st.kink[0] and len(part) > 1:
                 half = len(part) // 2

@@ -77,7 +77,7 @@ def judge(a, st, tv, *, rtol, eps, natural, resolution=None):
     floor = a_noise / rtol
     fd_err = 2 * np.where(np.isnan(st.error), np.inf, st.error)
     loose = (fd_err + a_noise) / rtol
-    rough = getattr(st, "rough", np.zeros(n, dtype=bool))
+    rough = st.rough
     with np.errstate(invalid="ignore"):
         rel_an = np.where(st.kink, interval_rel(a, st.lo, st.hi, loose), _tolerances.relative_error(a, st.estimate, loose))
         strict_an = np.where(st.kink, rel_an, _tolerances.relative_error(a, st.estimate, floor))
@@ -113,7 +113,7 @@ def judge(a, st, tv, *, rtol, eps, natural, resolution=None):
             np.where(st.kink, interval_rel(tv.center, st.lo, st.hi, loose), _tolerances.relative_error(st.estimate, tv.center, loose)),
         )
     rel_nt[fd_bad] = nt_loose[fd_bad] = np.inf
-    has_truth = np.isfinite(tv.center)
+    has_truth = tv.has_truth
     wrong = np.where(has_truth, rel_at > rtol, fd_wrong)
     unresolved = ~has_truth & fd_unresolved
     nondiff = ~has_truth & rough
