@@ -316,24 +316,29 @@ class _CheckRun:
             for i in wrt:
                 reports.append(self._full(evaluator, truth, i, hosts[i], analytic[i], v_max))
                 self.found.append(f"input {i}: {reports[-1].failures} wrong, {reports[-1].unresolved} unresolved of {reports[-1].checked}")
-        if mode == "directional" or self.truth_used == "directional":
+
+        def directional(over):
             rng = np.random.default_rng([options.seed, 1])
-            dirs = [_Direction({i: rng.choice(np.array([-1, 1], dtype=np.int8), size=h.size) for i, h in hosts.items()}, hosts) for _ in range(options.directions)]
+            dirs = [_Direction({i: rng.choice(np.array([-1, 1], dtype=np.int8), size=hosts[i].size) for i in over}, hosts) for _ in range(options.directions)]
             if mode == "full":
                 # The elements at kinks were judged one by one; the truth's directions leave
                 # them alone, as a line through several kinks brackets too few subgradients.
                 for d in dirs:
-                    for i in wrt:
+                    for i in over:
                         d.signs[i][self.kinked[i]] = 0
-            reports.append(self._directional(evaluator, truth, dirs, analytic, v_max, wrt))
-        return self._explain_failures(seen, evaluator, hosts, reports)
+            return self._directional(evaluator, truth, dirs, analytic, v_max, over)
 
-    def _explain_failures(self, seen, evaluator, hosts, reports):
+        if mode == "directional" or self.truth_used == "directional":
+            reports.append(directional(wrt))
+        return self._explain_failures(seen, evaluator, hosts, reports, directional)
+
+    def _explain_failures(self, seen, evaluator, hosts, reports, directional):
         """Where a comparison failed, ask whether fn ran in float64 at all.
 
         Only failures are probed: a function that quantizes its input (a float32 buffer)
         fails the comparison without the gradient being wrong, and its inputs' reports give
-        way to a structural finding. A passing check is never touched by the probe.
+        way to a structural finding; a failed directional report is made again over the
+        other inputs (``directional(over)``). A passing check is never touched by the probe.
         """
         failed = {p.index for p in reports if not p.passed}
         suspects = sorted(hosts) if None in failed else sorted(failed)
@@ -352,7 +357,11 @@ class _CheckRun:
                 quantized.add(i)
         if not quantized:
             return reports
-        return [p for p in reports if p.index not in quantized and not (p.index is None and None in failed)]
+        kept = [p for p in reports if p.index not in quantized and not (p.index is None and None in failed)]
+        others = [i for i in sorted(hosts) if i not in quantized]
+        if None in failed and others:
+            kept.append(directional(others))
+        return kept
 
     def _refuse_if_too_costly(self, mode, total, per_call):
         budget = self.options.time_budget

@@ -146,3 +146,18 @@ def test_a_truth_that_alone_disagrees_is_reexamined_at_the_differences_scale():
     assert "float64's view" in str(result), str(result)
     wrong = check_vjp(f, lambda v, x: (2.02 * v * x,), x)
     assert not wrong.passed and wrong.blame == "analytic", str(wrong)
+
+
+def test_a_quantized_input_does_not_hide_another_inputs_wrong_gradient_in_directional_mode():
+    def fn(x, w):
+        buf = np.zeros(x.shape, dtype=np.float32)
+        buf[:] = x  # x passes through float32; w stays float64
+        return buf.astype(np.float64) * x + w * w
+
+    def vjp(v, x, w):
+        return 2 * v * x, 3 * v * w  # dw is wrong (2 v w is right)
+
+    rng = np.random.default_rng(0)
+    result = check_vjp(fn, vjp, rng.standard_normal(40), rng.standard_normal(40), mode="directional")
+    assert "fn_not_float64" in {s.kind for s in result.structural}, str(result)
+    assert not result.passed and result.blame == "analytic", str(result)
