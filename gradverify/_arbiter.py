@@ -217,9 +217,10 @@ def arbitrate(a, evidence, sources, *, rtol, eps, natural, resolution=None, limi
             smooth = not st.kink[0] and not st.rough[0] and np.isfinite(st.estimate[0])
             # Independent kinks add up along the line: its right and left slopes sum to the
             # sum of each element's two one-sided slopes. A tie moves as one and does not.
-            by_truth = truth is not None and truth.kink[at_kinks] & np.isfinite(truth.center[at_kinks])
-            lo = np.where(by_truth, truth.lo[at_kinks] if truth is not None else 0.0, fd.lo[at_kinks])
-            hi = np.where(by_truth, truth.hi[at_kinks] if truth is not None else 0.0, fd.hi[at_kinks])
+            lo, hi = fd.lo[at_kinks], fd.hi[at_kinks]
+            if truth is not None:  # the truth's bracket where the truth saw the kink
+                by_truth = truth.kink[at_kinks] & np.isfinite(truth.center[at_kinks])
+                lo, hi = np.where(by_truth, truth.lo[at_kinks], lo), np.where(by_truth, truth.hi[at_kinks], hi)
             separable = float(np.sum((lo + hi) * weights))
             width = float(np.sum((hi - lo) * np.abs(weights)))
             coupled = abs(2 * st.estimate[0] - separable) > 0.1 * width + 4 * st.error[0]

@@ -383,7 +383,7 @@ class _CheckRun:
         st = _numerical.elementwise(evaluator, i, host, richardson)
         target = _numerical.REFINE_FRACTION * rtol * np.maximum(np.abs(st.estimate), np.max(np.abs(st.estimate), initial=0.0) * 1e-3)
         # Elements whose error the verdict's resolution rule already accepts need no better step.
-        resolution = 0.5 * _tolerances.RESOLUTION_FACTOR * rtol * _numerical.natural_scale(st.estimate)
+        resolution = 0.5 * _tolerances.RESOLUTION_FACTOR * rtol * _numerical.gradient_size(st.estimate)
         _numerical.refine_elementwise(evaluator, i, host, richardson, st, target, resolution=resolution)
         sources = _Sources(self, evaluator, truth, i=i, host=host, analytic=a)
         tv = None
@@ -391,7 +391,7 @@ class _CheckRun:
             tv = sources.truth(np.arange(a.size))
             sources.covers_all = True
         reference = st.estimate if tv is None else np.where(np.isfinite(tv.center), tv.center, st.estimate)
-        largest = _numerical.natural_scale(reference)
+        largest = _numerical.gradient_size(reference)
         resolution = _resolution(st)
         natural = _tolerances.natural_size(evaluator.magnitude, v_max, _numerical.step_scale(host), largest)
         limits = _arbiter.Limits(spot_truth=_spot_budget(truth))
@@ -730,7 +730,7 @@ def _resolution(st):
     the differences have.
     """
     errors = 2 * st.error[np.isfinite(st.error)]
-    return max(_numerical.natural_scale(st.estimate), float(np.median(errors)) if errors.size else 0.0)
+    return max(_numerical.gradient_size(st.estimate), float(np.median(errors)) if errors.size else 0.0)
 
 
 def _host64(x):

@@ -608,7 +608,7 @@ def refine_elementwise(evaluator, i, x_host, richardson, first, target, resoluti
       the error model calls optimal (:func:`_refine_steps`). ``resolution`` is the absolute
       error below which an element is resolved on the gradient's natural scale (the verdict
       then judges it absolutely); by default ``REFINE_FRACTION * 1e-7`` (float64's rtol)
-      times :func:`natural_scale`.
+      times :func:`gradient_size`.
     Returns the number of elements re-evaluated.
     """
     redone = 0
@@ -624,7 +624,7 @@ def refine_elementwise(evaluator, i, x_host, richardson, first, target, resoluti
         first.take(redo, second, np.ones(redo.size, dtype=bool))
         redone += redo.size
     if resolution is None:
-        resolution = REFINE_FRACTION * 1e-7 * natural_scale(first.estimate)
+        resolution = REFINE_FRACTION * 1e-7 * gradient_size(first.estimate)
     # A growing step stops at half the distance to 0, where most kinks and domain edges lie.
     bound = np.where(x_host != 0, np.abs(x_host) / 2, np.inf)
 
@@ -641,7 +641,7 @@ def refine_elementwise(evaluator, i, x_host, richardson, first, target, resoluti
     return redone
 
 
-def natural_scale(estimate):
+def gradient_size(estimate):
     """The gradient's own size for the resolution rule: its largest finite estimate.
 
     Taken from the gradient alone, never from ``fn``'s value (``sum(|v * fn|)``): a large

@@ -169,7 +169,7 @@ def test_smooth_function_shows_no_kinks_and_steps_stay_small():
     # The error estimate bounds the true error (the analytic value is exact to ~1e-18 here).
     assert np.all(np.abs(st.estimate - exact) <= 2 * st.error + 1e-17)
     # And it resolves every element to rtol of the gradient's largest element.
-    assert np.all(st.error <= 1e-7 * _numerical.natural_scale(st.estimate))
+    assert np.all(st.error <= 1e-7 * _numerical.gradient_size(st.estimate))
 
 
 def test_softmax_cross_entropy_passes_and_is_cheap():
