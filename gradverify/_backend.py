@@ -11,6 +11,7 @@ import array_api_compat
 
 from gradverify import _highprec
 from gradverify._errors import InvalidArgument
+from gradverify._options import BACKENDS
 
 
 def namespace_of(*arrays):
@@ -119,9 +120,6 @@ def float64_of(x, xp):
     if x.dtype == xp.float64:
         return x
     return xp.astype(x, xp.float64)
-
-
-BACKENDS = ("numpy", "strict", "cupy")
 
 
 def load_backend(name):

@@ -1,16 +1,26 @@
 """One frozen model of a check's options: validated once, read everywhere, replayed exactly.
 
-Every option that can change a verdict is a field here, so that the ``reproduce`` line a
-failing check prints (:meth:`CheckOptions.reproduce_args`) carries all of them.
+Every option that can change a verdict is a field of :class:`CheckOptions`, so that the
+``reproduce`` line a failing check prints (:meth:`CheckOptions.reproduce_args`) carries all
+of them. This module is also the one home of the backend names, the option names and their
+defaults, and of how a setting written as text (an ini file, a command line, an environment
+variable) becomes a value: :func:`gradverify.check_vjp`, the pytest plugin (its settings and
+its marker) and the command line all read them from here.
+
+It imports neither NumPy nor anything heavy, so that the pytest plugin can read it at start
+up in a project that never runs a check.
 """
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
-
-import numpy as np
 
 from gradverify._errors import InvalidArgument
 
+# The array libraries a run can use, by the short name every interface takes.
+BACKENDS = ("numpy", "strict", "cupy")
+DEFAULT_BACKEND = "numpy"
 MODES = ("auto", "full", "directional")
 TRUTHS = ("auto", "elementwise", "directional", "off")
 DEFAULT_DPS = 40
@@ -50,13 +60,15 @@ class CheckOptions:
         for name in ("batched", "richardson"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgument(f"{name}={getattr(self, name)!r} must be True or False")
-        if self.rtol is not None and not (isinstance(self.rtol, (int, float)) and not isinstance(self.rtol, bool) and 0 < self.rtol < 1):
+        if self.rtol is not None and not (_is_real(self.rtol) and 0 < self.rtol < 1):
             raise InvalidArgument(f"rtol={self.rtol!r} must be a number in (0, 1), e.g. rtol=1e-6")
         budget = self.time_budget
-        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0):
+        if budget is not None and not (_is_real(budget) and 0 < budget < math.inf):
             raise InvalidArgument(f"time_budget={budget!r} must be a positive number of seconds, or None for no bound")
+        if self.name is not None and not isinstance(self.name, str):
+            raise InvalidArgument(f"name={self.name!r} must be a string (the function's name in the report) or None")
         if self.wrt is not None:
-            wrt = (self.wrt,) if isinstance(self.wrt, (int, np.integer)) else self.wrt
+            wrt = (self.wrt,) if isinstance(self.wrt, numbers.Integral) else self.wrt
             try:
                 chosen = tuple(sorted({_index(i) for i in wrt}))
             except TypeError:
@@ -66,7 +78,15 @@ class CheckOptions:
             object.__setattr__(self, "wrt", chosen)
 
     def replace(self, **changes):
+        """A copy with ``changes``; an unknown name is an :class:`InvalidArgument` naming the choices."""
+        unknown = sorted(set(changes) - set(OPTION_NAMES))
+        if unknown:
+            raise InvalidArgument(f"unknown check option(s) {', '.join(unknown)}; choose from {', '.join(OPTION_NAMES)}")
         return dataclasses.replace(self, **changes)
+
+    def as_kwargs(self):
+        """The options as keyword arguments of :func:`gradverify.check_vjp`."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def reproduce_args(self):
         """The options that differ from the defaults, as ``key=value`` source text.
@@ -85,8 +105,95 @@ class CheckOptions:
         return ", ".join(parts)
 
 
+OPTION_NAMES = tuple(f.name for f in dataclasses.fields(CheckOptions))
+
+
+# -- settings written as text ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextSetting:
+    """A check option a whole run may set as text (pytest's ini and command line, the CLI)."""
+
+    name: str
+    metavar: str
+    help: str
+    parse: object  # text -> value, raising ValueError with what is wrong
+
+
+def _parse_dps(text):
+    value = int(text)
+    if value < 30:
+        raise ValueError("the digits of the truth must be an integer >= 30")
+    return value
+
+
+def _parse_choice(choices):
+    def parse(text):
+        if text not in choices:
+            raise ValueError(f"choose one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _parse_rtol(text):
+    value = float(text)
+    if not 0 < value < 1:
+        raise ValueError("rtol must be a number in (0, 1), e.g. 1e-6")
+    return value
+
+
+def _parse_time_budget(text):
+    if text.strip().lower() == "none":
+        return None
+    value = float(text)
+    if not 0 < value < math.inf:
+        raise ValueError("the time budget must be a positive number of seconds (e.g. 60), or none for no bound")
+    return value
+
+
+TEXT_SETTINGS = {
+    s.name: s
+    for s in (
+        TextSetting("dps", "N", f"significant digits of the high-precision truth (an integer >= 30; default {DEFAULT_DPS})", _parse_dps),
+        TextSetting("mode", "|".join(MODES), "finite differences for every element (full), along random directions (directional), or auto (default)", _parse_choice(MODES)),
+        TextSetting("rtol", "R", "relative tolerance of every gradient check, a number in (0, 1) (default: by dtype)", _parse_rtol),
+        TextSetting("truth", "|".join(TRUTHS), "the high-precision truth: auto (default), elementwise, directional or off", _parse_choice(TRUTHS)),
+        TextSetting(
+            "time_budget",
+            "SECONDS",
+            f"seconds each gradient check may run before it stops with CheckBudgetExceeded: a positive number, or none for no bound (default {DEFAULT_TIME_BUDGET:g})",
+            _parse_time_budget,
+        ),
+    )
+}
+
+
+def parse_setting(name, text, *, source):
+    """The value of the text setting ``name``; ``source`` (where the text came from) names it in the error."""
+    try:
+        return TEXT_SETTINGS[name].parse(text.strip())
+    except ValueError as exc:
+        detail = str(exc) if not str(exc).startswith(("could not convert", "invalid literal")) else TEXT_SETTINGS[name].help
+        raise InvalidArgument(f"{source}: {text.strip()!r} is not valid: {detail}") from None
+
+
+def parse_backends(text, *, source):
+    """The backend names of a comma-separated list, in order, without repeats."""
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    unknown = [b for b in names if b not in BACKENDS]
+    if unknown or not names:
+        raise InvalidArgument(f"{source}: {', '.join(map(repr, unknown)) or 'no backend'} - choose from {', '.join(BACKENDS)}")
+    return list(dict.fromkeys(names))
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _index(i):
-    if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+    if isinstance(i, bool) or not isinstance(i, numbers.Integral):
         raise TypeError(i)
     return int(i)
 
@@ -97,5 +204,5 @@ def _require_choice(value, name, choices):
 
 
 def _require_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise InvalidArgument(f"{name}={value!r} must be an integer >= {minimum}")

@@ -56,10 +56,23 @@ X = np.array([0.5, -1.0, 2.0])
 # -- exports ------------------------------------------------------------------------------
 
 
+def test_importing_the_package_imports_no_engine():
+    """The package's names load on first use: the pytest plugin, loaded into every pytest
+    session of a project that installed gradverify, must not pay for NumPy, mpmath or Hypothesis."""
+    code = (
+        "import sys, gradverify, gradverify.pytest_plugin, gradverify._options\n"
+        "heavy = [m for m in ('numpy', 'mpmath', 'hypothesis', 'gradverify._check', 'jinja2') if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_all_is_pinned_and_importable():
     """__all__ is exactly this sorted list, and every name in it exists on the package."""
     expected = [
         "CheckBudgetExceeded",
+        "CheckOptions",
         "GradVerifyError",
         "GradientMismatch",
         "HighPrecisionUnavailable",
