@@ -144,7 +144,13 @@ def load_backend(name):
 
             count = cupy.cuda.runtime.getDeviceCount()
         except Exception as exc:  # ImportError, or CUDA's own errors where there is no driver
-            raise InvalidArgument(f"backend 'cupy' is unusable here ({exc!r}); install cupy (pip install 'gradverify[gpu]') on a machine with a CUDA GPU") from exc
+            msg = (
+                f"backend 'cupy' is unusable here ({exc!r}): it needs CuPy and an NVIDIA GPU with a working"
+                " CUDA driver. On such a machine install CuPy's prebuilt wheel for the CUDA version that"
+                " nvidia-smi prints ('CUDA Version'): pip install 'gradverify[gpu-cuda12]' for CUDA 12.x,"
+                " pip install 'gradverify[gpu-cuda13]' for CUDA 13.x"
+            )
+            raise InvalidArgument(msg) from exc
         if count < 1:
             raise InvalidArgument("backend 'cupy' was asked for but no CUDA device is visible")
         import array_api_compat.cupy as xp

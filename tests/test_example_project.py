@@ -6,10 +6,17 @@ gradverify's plugin coming from the installed entry point (nothing of this proje
 """
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pytest itself depends on tomli there
+    import tomli as tomllib
 
 import pytest
 
@@ -56,3 +63,43 @@ def test_the_example_fails_on_the_buggy_gradient(tmp_path):
     assert "function: softmax_loss" in out and "function: two_layer_net.loss" in out
     assert "input 0 shape (2, " in out and "Draw 1: " in out
     assert "max rel. error 0.5" in out  # analytic = 2 x the truth: the missing / N, N = 2
+
+
+def _readme_commands():
+    """The shell commands of the example README's bash block, comments stripped, in order."""
+    text = (EXAMPLE / "README.md").read_text()
+    blocks = re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M)
+    assert len(blocks) == 1, "the example README should have one bash block, the commands to run"
+    lines = (line.split("#", 1)[0].strip() for line in blocks[0].splitlines())
+    return [line for line in lines if line]
+
+
+def test_the_example_readme_installs_gradverify_from_the_repository_first():
+    """The README's install commands work from a clone: gradverify is not on PyPI, so the plain
+    ``gradverify`` requirement of the example's ``test`` extra must already be satisfied by an
+    install from the repository root, one command earlier.
+
+    Structural only: running the commands for real needs a fresh virtual environment and the
+    network (``pip install`` of numpy, pytest, ...), too slow and too fragile for the suite. It
+    was run by hand: ``pip install -e ../..``, ``pip install -e '.[test]'`` and the two pytest
+    runs, each as written, in a new venv in a clone's ``examples/two_layer_net``.
+    """
+    commands = _readme_commands()
+    installs = [shlex.split(c) for c in commands if c.startswith("pip install")]
+    assert len(installs) == 2, commands
+    # Every install names a local path (nothing is fetched from PyPI by name) ...
+    targets = []
+    for argv in installs:
+        assert argv[:3] == ["pip", "install", "-e"] and len(argv) == 4, argv
+        path, _, extras = argv[3].partition("[")
+        targets.append(((EXAMPLE / path).resolve(), extras.rstrip("]")))
+    # ... the first gradverify at the repository root, the second this project with its tests.
+    (root, root_extras), (project, project_extras) = targets
+    assert root == EXAMPLE.parent.parent, root
+    assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"] == "gradverify"
+    assert root_extras == ""
+    assert project == EXAMPLE and project_extras == "test"
+    example = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
+    assert "gradverify" in example["optional-dependencies"]["test"]
+    # The runs come after both installs and are the ones the tests above make.
+    assert commands[2:] == ["python -m pytest", "TWO_LAYER_BUG=1 python -m pytest"], commands
