@@ -122,6 +122,16 @@ def float64_of(x, xp):
     return xp.astype(x, xp.float64)
 
 
+def describe_device(xp):
+    """The device a backend computes on: ``cpu``, or ``cuda:0 (NVIDIA H100 ...)`` for CuPy."""
+    if backend_name(xp) != "cupy":
+        return "cpu"
+    cupy = sys.modules["cupy"]  # imported by load_backend; never imported here
+    device = cupy.cuda.Device()
+    name = cupy.cuda.runtime.getDeviceProperties(device.id)["name"]
+    return f"cuda:{device.id} ({name.decode() if isinstance(name, bytes) else name})"
+
+
 def load_backend(name):
     """The array namespace called ``name`` (numpy, strict or cupy), or a clear error.
 
