@@ -21,12 +21,14 @@ made (the evaluation counts in the result are real) and checked against the time
 import functools
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from gradverify import _arbiter, _backend, _highprec, _numerical, _structural, _tolerances, _verdict
 from gradverify._errors import CheckBudgetExceeded, GradVerifyError, HighPrecisionUnavailable, InvalidArgument, UserFunctionError, asserting
 from gradverify._options import DEFAULT_DPS, DEFAULT_TIME_BUDGET, CheckOptions
+from gradverify._reproduce import reproduce_line
 from gradverify._result import VerificationResult
 from gradverify._truth import HighPrecisionPhi, confirm, element_scale, input_scale, reexamine
 
@@ -118,7 +120,8 @@ def check_vjp(
         wrt=wrt, mode=mode, batched=batched, directions=directions, truth=truth, dps=dps, rtol=rtol,
         richardson=richardson, seed=seed, max_batch_bytes=max_batch_bytes, time_budget=time_budget, name=name,
     )
-    return _CheckRun(fn, vjp, inputs, cotangent, options).execute()
+    origin = _Origin("check_vjp", (fn, vjp), ("fn", "vjp"), cotangent)
+    return _CheckRun(fn, vjp, inputs, cotangent, options, origin).execute()
 
 
 def check_layer(forward, backward, *inputs, **options):
@@ -149,7 +152,8 @@ def check_layer(forward, backward, *inputs, **options):
         return backward(v, _split_forward(forward(*xs))[1])
 
     options.setdefault("name", _name_of(forward))
-    return check_vjp(fn, vjp, *inputs, **options)
+    origin = _Origin("check_layer", (forward, backward), ("forward", "backward"), options.get("cotangent"))
+    return _run_wrapped(origin, fn, vjp, inputs, options)
 
 
 def check_grad(f, grad_f, *inputs, **options):
@@ -181,12 +185,30 @@ def check_grad(f, grad_f, *inputs, **options):
             grads = (grads,)
         return tuple(None if g is None else v * g for g in grads)
 
+    origin = _Origin("check_grad", (f, grad_f), ("f", "grad_f"), options.get("cotangent"))
     if options.get("cotangent") is None and inputs:
         xp = _backend.namespace_of(*inputs)
         x0 = next((x for x in inputs if _backend.is_real_floating(xp, x.dtype)), inputs[0])
         options["cotangent"] = xp.ones((), dtype=x0.dtype, device=_backend.device_of(x0))
     options.setdefault("name", _name_of(f))
-    return check_vjp(fn, vjp, *inputs, **options)
+    return _run_wrapped(origin, fn, vjp, inputs, options)
+
+
+def _run_wrapped(origin, fn, vjp, inputs, options):
+    """check_vjp of the ``fn``/``vjp`` that check_layer or check_grad wrapped around the caller's functions."""
+    options = dict(options)
+    cotangent = options.pop("cotangent", None)
+    return _CheckRun(fn, vjp, inputs, cotangent, CheckOptions().replace(**options), origin).execute()
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """The caller's own call, for a reproduce line that makes it again."""
+
+    entry: str  # check_vjp, check_layer or check_grad
+    callables: tuple
+    placeholders: tuple  # their names in the signature
+    cotangent: object  # the caller's, or None for the default
 
 
 assert_vjp = asserting(check_vjp)
@@ -197,7 +219,7 @@ assert_grad = asserting(check_grad)
 class _CheckRun:
     """One check: validated arguments, metered calls of the code under test, the findings."""
 
-    def __init__(self, fn, vjp, inputs, cotangent, options):
+    def __init__(self, fn, vjp, inputs, cotangent, options, origin):
         self.started = time.perf_counter()
         _require_callable(fn, "fn")
         _require_callable(vjp, "vjp")
@@ -218,6 +240,7 @@ class _CheckRun:
         self.rtols = {i: _tolerances.rtol_for(_backend.dtype_name(inputs[i].dtype), options.rtol) for i in self.wrt}
         self.fn, self.vjp, self.inputs = fn, vjp, list(inputs)
         self.cotangent = cotangent
+        self.origin = origin
         self.mode = options.mode
         self.name = options.name or _name_of(fn)
         self.calls = {"fn": 0, "vjp": 0, "fn_float64": 0, "fn_high_precision": 0}
@@ -479,8 +502,8 @@ class _CheckRun:
             blame = None
         worst = [p.max_rel_analytic_truth if p.max_rel_analytic_truth is not None else p.max_rel_analytic_numerical for p in reports]
         options = self.options.replace(mode=self.mode)
-        cotangent = ", cotangent=<the same cotangent>" if self.cotangent is not None else ""
-        reproduce = f"check_vjp({self.name}, <vjp>, <the same inputs>{cotangent}, {options.reproduce_args()})"
+        origin = self.origin
+        reproduce = reproduce_line(origin.entry, origin.callables, origin.placeholders, self.inputs, origin.cotangent, options.reproduce_args())
         return VerificationResult(
             passed=passed,
             blame=blame,

@@ -318,7 +318,7 @@ def test_report_names_analytic_numerical_truth_step_tolerance_and_blame():
     assert f"truth      {worst.truth:.17g}" in text
     assert "(rtol 1e-07)" in text
     assert "blame: analytic" in text
-    assert "reproduce: check_vjp(" in text
+    assert f"reproduce: {result.reproduce}" in text and "gradverify.check_vjp(" in result.reproduce
 
 
 # -- options ------------------------------------------------------------------------------
