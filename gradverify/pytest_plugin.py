@@ -6,12 +6,11 @@ Fixtures
     ``gradcheck(fn, vjp, *inputs, **options)`` checks like :func:`gradverify.assert_vjp`;
     ``gradcheck.layer(forward, backward, *inputs)`` like ``assert_layer`` and
     ``gradcheck.grad(f, grad_f, *inputs)`` like ``assert_grad``. A failing check fails the
-    test with :class:`gradverify.GradientMismatch`, whose message is the readable report.
-    Every check is recorded (the result, the test, how to reproduce it) for the terminal
-    summary and the ``--gradverify-json`` / ``--gradverify-report`` files. The fixture is
-    session-scoped, so it works inside ``@given`` tests; inside one, each check also calls
-    :func:`gradverify.strategies.target_error`, so that Hypothesis' targeted phase drifts
-    toward inputs where the gradient is worst.
+    test with :class:`gradverify.GradientMismatch`, whose message is the readable report and
+    whose last note is a command line that runs the test again. Every check is recorded
+    with its test. The fixture is session-scoped, so it works inside ``@given`` tests;
+    inside one, each check also calls :func:`gradverify.strategies.target_error`, so that
+    Hypothesis' targeted phase drifts toward inputs where the gradient is worst.
 ``xp``
     The array namespace, parametrized over the selected backends (ids ``numpy``,
     ``strict``, ``cupy``; the ``cupy`` parameter carries the ``gpu`` marker), session-scoped.
@@ -20,13 +19,15 @@ Settings
 --------
 Each has a command-line option and an ini setting of the same name (``--gradverify-dps`` and
 ``gradverify_dps``); the command line wins. Backends may also come from the environment
-variable ``GRADVERIFY_BACKENDS`` (between the command line and the ini file).
+variable ``GRADVERIFY_BACKENDS`` (between the command line and the ini file). The check
+options among them (``dps``, ``mode``, ``rtol``, ``truth``, ``time_budget``) are those of
+:data:`gradverify._options.TEXT_SETTINGS`, parsed there; a bad value is a usage error.
 
 ========================  ===============================================================
 ``backends``              comma-separated: ``numpy`` (default), ``strict``, ``cupy``;
                           one that is not usable here is a usage error, never a skip
-``report``                write the HTML report there
-``json``                  write the ``gradverify-run/1`` JSON there
+``report``                write the HTML report of the run there
+``json``                  write the run record (``gradverify-run/2``, kind ``pytest``) there
 ``dps``                   digits of the high-precision truth
 ``mode``                  ``auto``, ``full`` or ``directional``
 ``rtol``                  relative tolerance of every check
@@ -37,8 +38,28 @@ variable ``GRADVERIFY_BACKENDS`` (between the command line and the ini file).
 ========================  ===============================================================
 
 ``@pytest.mark.gradverify(**options)`` sets options of :func:`gradverify.check_vjp` for one
-test, class or module (``target=False`` turns the targeted search off); they apply over
-the session settings and under the keyword arguments of a call.
+test, class or module, plus ``cotangent`` and ``target`` (``target=False`` turns the
+targeted search off); they apply over the session settings and under the keyword arguments
+of a call. Each layer is validated as a :class:`gradverify.CheckOptions`, so that a bad
+option is an :class:`gradverify.InvalidArgument` naming the marker and the option.
+
+The run record
+--------------
+The JSON file (and the HTML page rendered from it) holds every test's outcome as pytest's
+summary counts it (passed, failed, error, skipped, xfailed, xpassed: a test that passes and
+then errors in teardown counts twice, as there), its duration, a one-line message and its
+gradient checks, sorted by node id. A failing check's ``reproduce`` is a command line that
+runs as printed, from the directory pytest ran in; inside ``@given`` the failing check is
+the shrunk example's, with its inputs, Hypothesis' falsifying example and, where Hypothesis
+can give one, its ``@reproduce_failure(...)`` decorator. A run stopped with Ctrl-C is
+recorded as ``interrupted`` (never passed). The output paths are checked before any test
+runs; both files are written atomically.
+
+Hypothesis
+----------
+A check takes longer than Hypothesis' default deadline (200 ms) allows. For ``@given`` tests
+that use ``gradcheck`` and whose deadline is Hypothesis' default (not chosen in
+``@settings`` or a profile), the plugin turns the deadline off and says so in its summary.
 
 Under pytest-xdist each check travels to the controller on its test's report (the JSON-safe
 attribute ``gradverify_checks``), and only the controller writes files.
@@ -46,133 +67,109 @@ attribute ``gradverify_checks``), and only the controller writes files.
 
 import contextlib
 import datetime
-import json
-import math
 import os
-import platform
-import re
 import shlex
 import sys
+import textwrap
 import time
 import types
 from pathlib import Path
 
 import pytest
 
+from gradverify import _record
+from gradverify._errors import InvalidArgument
+from gradverify._options import BACKENDS, DEFAULT_BACKEND, OPTION_NAMES, TEXT_SETTINGS, CheckOptions, parse_backends, parse_setting
+
 __all__ = ["GradCheck", "SETTINGS", "gradcheck"]
 
 ENV_BACKENDS = "GRADVERIFY_BACKENDS"
-DEFAULT_BACKENDS = ("numpy",)
-KNOWN_BACKENDS = ("numpy", "strict", "cupy")  # gradverify._backend.BACKENDS, without importing it
-MODES = ("auto", "full", "directional")
-TRUTHS = ("auto", "elementwise", "directional", "off")
-SCHEMA = "gradverify-run/1"
-# Options a @pytest.mark.gradverify may set: check_vjp's keywords, plus target.
-MARKER_OPTIONS = ("batched", "cotangent", "directions", "dps", "max_batch_bytes", "mode", "name", "richardson", "rtol", "seed", "target", "time_budget", "truth", "wrt")
-
-SETTINGS = {
-    "backends": "comma-separated array backends the xp fixture runs over: numpy, strict, cupy (default numpy; also env GRADVERIFY_BACKENDS). One that is not usable is an error.",
-    "report": "write an HTML report of every gradient check to this path",
-    "json": "write every gradient check as JSON (schema gradverify-run/1) to this path",
-    "dps": "significant digits of the high-precision truth (an integer >= 30; default 40)",
-    "mode": "finite differences for every element (full), along random directions (directional), or auto (default)",
-    "rtol": "relative tolerance of every gradient check, a number in (0, 1) (default: by dtype)",
-    "truth": "the high-precision truth: auto (default), elementwise, directional or off",
-    "time_budget": "seconds each gradient check may run before it stops with CheckBudgetExceeded: a positive number, or none for no bound (default 600)",
+# The plugin's own settings (metavar, help); the check options a session may set come from
+# gradverify._options.TEXT_SETTINGS.
+_OWN_SETTINGS = {
+    "backends": (
+        "NAMES",
+        f"comma-separated array backends the xp fixture runs over: {', '.join(BACKENDS)} "
+        f"(default {DEFAULT_BACKEND}; also env {ENV_BACKENDS}). One that is not usable is an error.",
+    ),
+    "report": ("PATH", "write an HTML report of the run (every test's outcome and gradient checks) to this path"),
+    "json": ("PATH", f"write the run record as JSON (schema {_record.SCHEMA}) to this path"),
 }
+# Every setting: name -> (metavar, help).
+SETTINGS = {**_OWN_SETTINGS, **{name: (s.metavar, s.help) for name, s in TEXT_SETTINGS.items()}}
+# What a marker or a call may give besides the CheckOptions: check_vjp's cotangent, and
+# whether the check steers Hypothesis' targeted phase.
+EXTRAS = ("cotangent", "target")
+# The most failing checks the terminal summary lists (the record has them all).
+SHOWN_FAILURES = 10
+WIDTH = 80
 
 _STATE = pytest.StashKey["_Session"]()
 _CHECKS = pytest.StashKey[list]()
+_DEADLINE_OFF = pytest.StashKey[float]()
 
 
-# -- options ---------------------------------------------------------------------------------
+# -- settings --------------------------------------------------------------------------------
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("gradverify", "gradverify: gradient checks")
-    for name, text in SETTINGS.items():
-        metavar = {"report": "PATH", "json": "PATH", "backends": "NAMES", "dps": "N", "rtol": "R", "mode": "|".join(MODES), "truth": "|".join(TRUTHS), "time_budget": "SECONDS"}[name]
-        group.addoption(f"--gradverify-{name.replace('_', '-')}", dest=f"gradverify_{name}", default=None, metavar=metavar, help=text)
+    for name, (metavar, text) in SETTINGS.items():
+        group.addoption(_flag(name), dest=f"gradverify_{name}", default=None, metavar=metavar, help=text)
         parser.addini(f"gradverify_{name}", text, default="")
+
+
+def _flag(name):
+    return f"--gradverify-{name.replace('_', '-')}"
 
 
 def _setting(config, name):
     """``(text, source)`` of a setting: the command line, then the environment (backends), then the ini file."""
     value = config.getoption(f"gradverify_{name}")
     if value is not None:
-        return str(value), f"--gradverify-{name.replace('_', '-')}={value}"
+        return str(value).strip(), _flag(name)
     if name == "backends" and os.environ.get(ENV_BACKENDS, "").strip():
-        value = os.environ[ENV_BACKENDS]
-        return value, f"{ENV_BACKENDS}={value!r}"
+        return os.environ[ENV_BACKENDS].strip(), ENV_BACKENDS
     value = config.getini(f"gradverify_{name}")
     if isinstance(value, str) and value.strip():
-        return value.strip(), f"ini setting gradverify_{name} = {value.strip()}"
+        return value.strip(), f"ini setting gradverify_{name}"
     return None, None
 
 
-def _session_options(config):
-    """The check options set for the whole session (dps, mode, rtol, truth, time_budget), validated."""
-    options = {}
-    text, source = _setting(config, "dps")
-    if text is not None:
-        try:
-            options["dps"] = int(text)
-        except ValueError:
-            options["dps"] = None
-        if options["dps"] is None or options["dps"] < 30:
-            raise pytest.UsageError(f"{source}: the digits of the truth must be an integer >= 30")
-    text, source = _setting(config, "mode")
-    if text is not None:
-        if text not in MODES:
-            raise pytest.UsageError(f"{source}: choose a mode from {', '.join(MODES)}")
-        options["mode"] = text
-    text, source = _setting(config, "truth")
-    if text is not None:
-        if text not in TRUTHS:
-            raise pytest.UsageError(f"{source}: choose a truth from {', '.join(TRUTHS)}")
-        options["truth"] = text
-    text, source = _setting(config, "rtol")
-    if text is not None:
-        try:
-            rtol = float(text)
-        except ValueError:
-            rtol = math.nan
-        if not 0 < rtol < 1:
-            raise pytest.UsageError(f"{source}: rtol must be a number in (0, 1), e.g. 1e-6")
-        options["rtol"] = rtol
-    text, source = _setting(config, "time_budget")
-    if text is not None:
-        if text.lower() == "none":
-            options["time_budget"] = None
-        else:
+def _session_settings(config):
+    """The check options set for the whole session, parsed: ``{name: value}`` of those set."""
+    values = {}
+    for name in TEXT_SETTINGS:
+        text, source = _setting(config, name)
+        if text is not None:
             try:
-                budget = float(text)
-            except ValueError:
-                budget = math.nan
-            if not 0 < budget < math.inf:
-                raise pytest.UsageError(f"{source}: the time budget must be a positive number of seconds (e.g. 60), or none for no bound")
-            options["time_budget"] = budget
-    return options
+                values[name] = parse_setting(name, text, source=source)
+            except InvalidArgument as exc:
+                raise pytest.UsageError(str(exc)) from None
+    return values
 
 
 def _backends(config):
     """``(names, explicit)``: the selected backends, and whether anyone chose them."""
     text, source = _setting(config, "backends")
     if text is None:
-        return list(DEFAULT_BACKENDS), False
-    names = [b.strip() for b in text.split(",") if b.strip()]
-    unknown = [b for b in names if b not in KNOWN_BACKENDS]
-    if unknown or not names:
-        raise pytest.UsageError(f"{source}: {', '.join(map(repr, unknown)) or 'no backend'} - choose from {', '.join(KNOWN_BACKENDS)}")
-    return list(dict.fromkeys(names)), True
+        return [DEFAULT_BACKEND], False
+    try:
+        return parse_backends(text, source=source), True
+    except InvalidArgument as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _path(config, name):
+    """An output path, checked now (before any test runs), or None."""
     text, source = _setting(config, name)
     if text is None:
         return None
     base = config.invocation_params.dir if source.startswith("--") else (config.inipath.parent if config.inipath else config.rootpath)
-    return Path(base, text)
+    try:
+        return _record.check_output_path(Path(base, text), option=source)
+    except InvalidArgument as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -182,7 +179,7 @@ def _path(config, name):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "gradverify(**options): gradverify check options for this test, class or module (any keyword of "
+        "gradverify(**options): gradverify check options for this test, class or module (any option of "
         "gradverify.check_vjp, e.g. rtol=1e-5, truth='off'; target=False stops the targeted search)",
     )
     config.addinivalue_line("markers", "gpu: needs CuPy and a CUDA device (the xp fixture's cupy parameter)")
@@ -247,15 +244,20 @@ class _Session:
     def __init__(self, config):
         self.config = config
         self.is_worker = hasattr(config, "workerinput")
-        self.options = _session_options(config)
+        self.settings = _session_settings(config)
+        self.options = CheckOptions(**self.settings)
         self.backend_names, explicit = _backends(config)
-        self.json_path = _path(config, "json")
-        self.report_path = _path(config, "report")
+        self.json_path = self.report_path = None
+        if not self.is_worker:
+            self.json_path = _path(config, "json")
+            self.report_path = _path(config, "report")
         self.gradcheck = GradCheck(self)
         self.item = None
-        self.checks = []
+        self.tests = {}  # nodeid -> _TestLog (the controller's)
+        self.deadline_off = {}  # nodeid -> the deadline (ms) turned off
         self.written = []
         self.write_errors = []
+        self.interrupted = False
         self.started = datetime.datetime.now(datetime.timezone.utc)
         self.clock = time.perf_counter()
         self._namespaces = {}
@@ -268,7 +270,6 @@ class _Session:
     def namespace(self, name):
         if name not in self._namespaces:
             from gradverify._backend import load_backend
-            from gradverify._errors import InvalidArgument
 
             try:
                 self._namespaces[name] = load_backend(name)
@@ -281,91 +282,128 @@ class _Session:
     def check(self, which, functions, inputs, call_options):
         __tracebackhide__ = True
         import gradverify
-        from gradverify.strategies import target_error
 
         item = self.item
-        options = self._options_for(item, call_options)
-        target = options.pop("target", True)
-        context = _hypothesis_context()
+        options, extras = self._options_for(item, call_options)
+        kwargs = options.as_kwargs()
+        if kwargs["name"] is None:
+            del kwargs["name"]  # check_layer and check_grad name the check after the user's function
+        if extras.get("cotangent") is not None:
+            kwargs["cotangent"] = extras["cotangent"]
+        context = None
+        if "hypothesis" in sys.modules:
+            from gradverify import _hypothesis_adapter as adapter
+
+            context = adapter.build_context()
         # Everything, the raise included, with the explain tracer paused: lines of this
         # plugin would otherwise be "explained" as run only by failing examples.
         with _explain_tracer_paused(context):
-            result = getattr(gradverify, which)(*functions, *inputs, **options)
-            record = self._record(item, result, inputs, context)
-            if context is not None and target:
+            result = getattr(gradverify, which)(*functions, *inputs, **kwargs)
+            record = self._keep(item, result, inputs, context)
+            if context is not None and extras.get("target", True):
+                from gradverify.strategies import target_error
+
                 target_error(result)
             if not result.passed:
                 exc = gradverify.GradientMismatch(result)
-                if record is not None and hasattr(exc, "add_note"):
-                    exc.add_note(f"gradverify: reproduce: {record['reproduce']}")
+                if record is not None:
+                    _add_note(exc, f"gradverify: reproduce: {record['reproduce']}")
+                    if "hypothesis" in record:
+                        _add_note(exc, _hypothesis_hint(record["hypothesis"]))
                 raise exc
         return result
 
     def _options_for(self, item, call_options):
-        from gradverify._errors import InvalidArgument
-
-        options = dict(self.options)
-        marks = list(item.iter_markers("gradverify")) if item is not None else []
-        for mark in reversed(marks):  # the closest (the test's own) last, so that it wins
+        """``(CheckOptions, extras)`` of a call: the session's, under each marker (the
+        farthest first), under the call's keywords; each layer validated."""
+        options, extras = self.options, {}
+        marks = list(item.iter_markers_with_node("gradverify")) if item is not None else []
+        for node, mark in reversed(marks):  # the closest (the test's own) last, so that it wins
+            where = f"@pytest.mark.gradverify on {_record.visible(node.nodeid) or 'the root'}"
             if mark.args:
-                msg = f"@pytest.mark.gradverify takes keyword options only (e.g. rtol=1e-5), got positional {mark.args!r}"
-                raise InvalidArgument(msg)
-            unknown = sorted(set(mark.kwargs) - set(MARKER_OPTIONS))
-            if unknown:
-                msg = f"@pytest.mark.gradverify got unknown option(s) {', '.join(unknown)}; choose from {', '.join(MARKER_OPTIONS)}"
-                raise InvalidArgument(msg)
-            options.update(mark.kwargs)
-        options.update(call_options)
-        return options
+                raise InvalidArgument(f"{where} takes keyword options only (e.g. rtol=1e-5), got positional {mark.args!r}")
+            options = _layer(options, extras, mark.kwargs, where)
+        options = _layer(options, extras, call_options, "gradcheck(...)")
+        return options, extras
 
-    def _record(self, item, result, inputs, context):
-        """Keep the check for the report; None for a failure Hypothesis is still shrinking."""
-        final = context is not None and bool(getattr(context, "is_final", False))
+    def _keep(self, item, result, inputs, context):
+        """Keep the check with its test; None outside a test, and for a failing example that
+        Hypothesis is still searching or shrinking (its shrunk example is replayed, and
+        recorded, at the end)."""
+        if item is None:
+            return None
+        final = False
+        if context is not None:
+            from gradverify import _hypothesis_adapter as adapter
+
+            final = adapter.is_final(context)
         if context is not None and not result.passed and not final:
-            return None  # one step of the search: the shrunk example is replayed, and recorded, at the end
-        record = {
-            "test": item.nodeid if item is not None else None,
-            "result": _json_safe(result.to_dict()),
-            "reproduce": "",
-            "backend": _backend_of(inputs),
-        }
-        hypothesis = None
+            return None
+        backend, device = _backend_of(inputs)
+        record = {"result": _record.jsonable(result.to_dict()), "reproduce": self._reproduce(item), "backend": backend, "device": device}
         if not result.passed:
             record["inputs"] = _inputs_record(inputs)
         if context is not None:
-            hypothesis = {"final": final}
+            record["hypothesis"] = {"final": final}
             if final and not result.passed:
-                blob = _reproduction_decorator(context)
+                try:
+                    blob = adapter.reproduce_failure(context)
+                except Exception:  # a private API of Hypothesis: tests/test_plugin.py says when it changed
+                    blob = None
                 if blob:
-                    hypothesis["reproduce_failure"] = blob
-            record["hypothesis"] = hypothesis
-        record["reproduce"] = self._reproduce(item, result, hypothesis)
-        if item is not None:
-            item.stash.setdefault(_CHECKS, []).append(record)
-        else:
-            self.checks.append(record)  # outside any test (a session fixture's teardown)
+                    record["hypothesis"]["reproduce_failure"] = blob
+        item.stash.setdefault(_CHECKS, []).append(record)
         return record
 
-    def _reproduce(self, item, result, hypothesis):
-        parts = []
-        if item is not None:
-            command = f"python -m pytest {shlex.quote(item.nodeid)}"
-            backend = getattr(getattr(item, "callspec", None), "params", {}).get("xp")
-            if isinstance(backend, str) and backend != "numpy":
-                command += f" --gradverify-backends={backend}"
-            for key in ("dps", "mode", "rtol", "truth", "time_budget"):
-                if self.config.getoption(f"gradverify_{key}") is not None:
-                    command += f" --gradverify-{key.replace('_', '-')}={self.config.getoption(f'gradverify_{key}')}"
-            parts.append(command)
-        if hypothesis is not None and not result.passed:
-            text = "Hypothesis replays the shrunk example from its database (.hypothesis/) when the test runs again"
-            if hypothesis.get("reproduce_failure"):
-                text += f", or add {hypothesis['reproduce_failure']} above the test"
-            parts.append(text)
-        parts.append(f"the check itself: {result.reproduce}")
-        return "; ".join(parts)
+    def _reproduce(self, item):
+        """A command line that runs ``item`` again as it ran here, from the directory pytest ran in."""
+        config = self.config
+        args = ["python", "-m", "pytest", item.nodeid]
+        backend = getattr(getattr(item, "callspec", None), "params", {}).get("xp")
+        if isinstance(backend, str):
+            args.append(f"{_flag('backends')}={backend}")
+        for name in TEXT_SETTINGS:
+            text, _ = _setting(config, name)
+            if text is not None:
+                args.append(f"{_flag(name)}={text}")
+        for option, flag in (("hypothesis_profile", "--hypothesis-profile"), ("hypothesis_seed", "--hypothesis-seed")):
+            value = config.getoption(option, None)
+            if value is not None:
+                args.append(f"{flag}={value}")
+        command = shlex.join(args)
+        root = Path(config.rootpath)
+        if Path(config.invocation_params.dir).resolve() != root.resolve():
+            command = f"cd {shlex.quote(str(root))} && {command}"  # node ids are relative to the rootdir
+        return command
 
-    # -- hooks -----------------------------------------------------------------------------
+    # -- hooks: collection (every process that collects) ---------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, session, config, items):
+        """Turn Hypothesis' default deadline off for ``@given`` tests that use ``gradcheck``."""
+        if "hypothesis" not in sys.modules:
+            return
+        from gradverify import _hypothesis_adapter as adapter
+
+        turned = {}
+        for item in items:
+            function = getattr(item, "function", None)
+            if function is None or "gradcheck" not in getattr(item, "fixturenames", ()) or not adapter.is_given_test(function):
+                continue
+            if function not in turned:
+                try:
+                    settings = adapter.settings_of(function)
+                    if adapter.deadline_is_hypothesis_default(settings):
+                        adapter.turn_deadline_off(function)
+                        turned[function] = settings.deadline.total_seconds() * 1000
+                    else:
+                        turned[function] = None  # the user's deadline (or none): theirs to keep
+                except Exception:  # Hypothesis changed (tests/test_plugin.py says how): leave the test alone
+                    turned[function] = None
+            if turned[function] is not None:
+                item.stash[_DEADLINE_OFF] = turned[function]
+
+    # -- hooks: running (every process that runs tests) -----------------------------------------
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
@@ -379,33 +417,64 @@ class _Session:
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
         report = outcome.get_result()
+        if call.when == "setup" and _DEADLINE_OFF in item.stash:
+            report.gradverify_deadline_off = item.stash[_DEADLINE_OFF]
         records = item.stash.get(_CHECKS, None)
         if not records:
             return
         item.stash[_CHECKS] = []
-        if call.when == "call" and report.failed:
-            _add_hypothesis_failure(item, call, records)
+        if call.when == "call" and report.failed and any("hypothesis" in r for r in records):
+            _add_hypothesis_failure(call, records)
         report.gradverify_checks = records
 
+    # -- hooks: the controller (the only process that counts and writes) ----------------------------
+
+    def pytest_collectreport(self, report):
+        if self.is_worker or report.passed:
+            return
+        outcome = "error" if report.failed else "skipped"  # as pytest's terminal summary counts them
+        self._log(report.nodeid).add(report, outcome)
+
     def pytest_runtest_logreport(self, report):
-        if not self.is_worker:
-            self.checks.extend(getattr(report, "gradverify_checks", None) or ())
+        if self.is_worker:
+            return
+        log = self._log(report.nodeid)
+        log.checks.extend(getattr(report, "gradverify_checks", None) or ())
+        deadline = getattr(report, "gradverify_deadline_off", None)
+        if deadline:
+            self.deadline_off[report.nodeid] = deadline
+        category = self.config.hook.pytest_report_teststatus(report=report, config=self.config)[0]
+        log.add(report, category if category in _record.OUTCOMES else None)
+
+    def _log(self, nodeid):
+        if nodeid not in self.tests:
+            self.tests[nodeid] = _TestLog(nodeid)
+        return self.tests[nodeid]
+
+    def pytest_keyboard_interrupt(self, excinfo):
+        self.interrupted = True
 
     def pytest_report_header(self, config):
-        origin = "default" if _setting(config, "backends")[0] is None else _setting(config, "backends")[1]
+        origin = _setting(config, "backends")[1] or "default"
         return f"gradverify: xp backends {', '.join(self.backend_names)} ({origin})"
 
     def pytest_sessionfinish(self, session, exitstatus):
-        if self.is_worker or not (self.json_path or self.report_path):
+        if self.is_worker:
             return
-        run = self.run_record(int(exitstatus))
+        self.interrupted = self.interrupted or exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+        if not (self.json_path or self.report_path):
+            return
+        try:
+            run = self.run_record(int(exitstatus))
+        except Exception as exc:  # say so, and fail the run, rather than lose the traceback in a hook
+            self.write_errors.append(f"could not make the run record: {type(exc).__name__}: {exc}")
+            run = None
         for path, kind in ((self.json_path, "JSON"), (self.report_path, "HTML")):
-            if path is None:
+            if path is None or run is None:
                 continue
             try:
                 if kind == "JSON":
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text(json.dumps(run, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+                    _record.write_run(run, path)
                 else:
                     from gradverify.report import write_report
 
@@ -418,11 +487,15 @@ class _Session:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter):
-        if self.is_worker or not (self.checks or self.written or self.write_errors):
+        if self.is_worker:
+            return
+        tests = self.test_entries()
+        if not (any(t["checks"] for t in tests) or self.deadline_off or self.written or self.write_errors):
             return
         tr = terminalreporter
         tr.write_sep("-", "gradverify")
-        for line in summary_lines(self.checks):
+        deadline_ms = max(self.deadline_off.values(), default=200.0)
+        for line in summary_lines(tests, interrupted=self.interrupted, deadline_off=len(self.deadline_off), deadline_ms=deadline_ms):
             tr.write_line(line)
         for kind, path in self.written:
             tr.write_line(f"{kind} report: {path}")
@@ -431,261 +504,157 @@ class _Session:
 
     # -- the run record ----------------------------------------------------------------------
 
+    def test_entries(self):
+        """The TEST entries of the run record, sorted by node id (and within a test, by phase)."""
+        entries = []
+        for nodeid in sorted(self.tests):
+            entries.extend(self.tests[nodeid].entries())
+        for entry in entries:
+            if entry["nodeid"] in self.deadline_off:
+                entry["hypothesis_deadline_off_ms"] = self.deadline_off[entry["nodeid"]]
+        return entries
+
     def run_record(self, exitstatus):
-        """The ``gradverify-run/1`` record of every check in this session (each exactly once)."""
-        checks = sorted(self.checks, key=lambda c: c["test"] or "")
-        return {
-            "schema": SCHEMA,
-            "provenance": self.provenance(exitstatus),
-            "passed": all(c["result"]["passed"] for c in checks),
-            "ops": [],
-            "checks": checks,
-            "figures": {},
-        }
+        """The ``gradverify-run/2`` record (kind ``pytest``) of this session."""
+        return _record.new_run("pytest", self.provenance(exitstatus), tests=self.test_entries(), interrupted=self.interrupted)
 
     def provenance(self, exitstatus):
-        import gradverify
-
-        versions = {"gradverify": gradverify.__version__, "pytest": pytest.__version__}
-        for name in ("numpy", "mpmath", "hypothesis", "array_api_compat", "array_api_strict", "cupy"):
-            module = sys.modules.get(name)  # only what the run imported: never import CuPy here
-            if module is not None:
-                versions[name] = getattr(module, "__version__", "unknown")
+        config = self.config
         hypothesis = sys.modules.get("hypothesis")
-        profile = getattr(getattr(hypothesis, "settings", None), "_current_profile", None) if hypothesis else None
-        seed = self.config.getoption("hypothesis_seed", None)
-        return {
-            "source": "pytest plugin",
-            "gradverify": gradverify.__version__,
-            "git_commit": _git_commit(self.config.rootpath),
-            "backend": ",".join(self.backend_names),
-            "device": ", ".join(f"{name}: {_device(self._namespaces.get(name), name)}" for name in self.backend_names),
-            "seed": seed,
-            "profile": profile,
-            "date": self.started.isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - self.clock, 3),
-            "python": platform.python_version(),
-            "platform": platform.platform(terse=True),
-            "versions": versions,
-            "options": dict(self.options),
-            "rootdir": str(self.config.rootpath),
-            "args": [str(a) for a in self.config.invocation_params.args],
-            "workers": self.config.getoption("numprocesses", None),
-            "exitstatus": exitstatus,
-        }
+        profile = None
+        if hypothesis is not None:
+            try:
+                profile = hypothesis.settings.get_current_profile_name()
+            except Exception:
+                profile = None
+        return _record.provenance(
+            backend=",".join(self.backend_names),
+            device=", ".join(f"{name}: {self._device(name)}" for name in self.backend_names),
+            seed=config.getoption("hypothesis_seed", None),
+            seconds=time.perf_counter() - self.clock,
+            started=self.started,
+            command=shlex.join(["python", "-m", "pytest", *map(str, config.invocation_params.args)]),
+            source=config.rootpath,
+            profile=profile,
+            options=dict(self.settings),
+            rootdir=str(config.rootpath),
+            workers=config.getoption("numprocesses", None),
+            exitstatus=exitstatus,
+            hypothesis_deadline_off=len(self.deadline_off),
+        )
+
+    def _device(self, name):
+        """The device of a backend: described where it was loaded (here, or by an xdist worker)."""
+        if name in self._namespaces:
+            from gradverify._backend import describe_device
+
+            return describe_device(self._namespaces[name])
+        seen = {c.get("device") for log in self.tests.values() for c in log.checks if c.get("backend") == name and c.get("device")}
+        return ", ".join(sorted(seen)) or "not loaded"
 
 
-# -- helpers ---------------------------------------------------------------------------------
+class _TestLog:
+    """What the controller learned of one node id from its reports: the outcomes pytest counts,
+    the phases' durations and the checks."""
 
+    def __init__(self, nodeid):
+        self.nodeid = nodeid
+        self.counted = []  # [outcome, message, duration] per report pytest counts
+        self.uncounted = 0.0  # seconds of the phases pytest does not count (a passing setup)
+        self.checks = []
 
-def summary_lines(checks):
-    """The terminal summary: how many checks ran and failed, and the worst relative error and where."""
-    if not checks:
-        return ["gradverify: no gradient checks ran"]
-    failed = [c for c in checks if not c["result"]["passed"]]
-    tests = {c["test"] for c in checks}
-    lines = [f"{_count(len(checks), 'gradient check')} in {_count(len(tests), 'test')}: {len(checks) - len(failed)} passed, {len(failed)} failed"]
-    worst = max(checks, key=lambda c: _error(c["result"].get("max_rel_error")))
-    error = _error(worst["result"].get("max_rel_error"))
-    where = _worst_element(worst["result"])
-    lines.append(f"worst relative error {error:.3g} in {worst['test']}: {worst['result'].get('function')}{where}")
-    for c in failed[:10]:
-        lines.append(f"FAILED {c['test']}: {c['result'].get('function')}, blame {c['result'].get('blame')}, max rel. error {_error(c['result'].get('max_rel_error')):.3g}")
-    if len(failed) > 10:
-        lines.append(f"... and {len(failed) - 10} more failed checks")
-    return lines
-
-
-def _count(n, noun):
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _error(value):
-    """A relative error from a result dict (NaN and infinities travel as strings)."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return -math.inf
-    return math.inf if math.isnan(value) else value
-
-
-def _worst_element(result):
-    best, where = -math.inf, ""
-    for p in result.get("per_input") or ():
-        error = p.get("max_rel_analytic_truth")
-        if error is None:
-            error = p.get("max_rel_analytic_numerical")
-        if error is not None and _error(error) > best:
-            worst = p.get("worst") or {}
-            best = _error(error)
-            where = f", {p.get('name')}, element {tuple(worst.get('index', ()))} ({worst.get('verdict', '?')})"
-    structural = result.get("structural") or ()
-    if not where and structural:
-        where = f", structural: {structural[0].get('kind')}"
-    return where
-
-
-def _json_safe(obj):
-    """Plain JSON types only (the record crosses pytest-xdist's channel and ends in a JSON file).
-
-    NaN and infinities become the strings ``"nan"``, ``"inf"``, ``"-inf"``, as in
-    ``VerificationResult.to_dict()``; NumPy scalars become Python numbers.
-    """
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, float):
-        return float(obj) if math.isfinite(obj) else repr(float(obj))
-    item = getattr(obj, "item", None)
-    if callable(item):
-        return _json_safe(item())
-    return str(obj)
-
-
-def _backend_of(inputs):
-    try:
-        from gradverify._backend import backend_name, namespace_of
-
-        return backend_name(namespace_of(*inputs))
-    except Exception:  # the check itself has already judged the inputs
-        return None
-
-
-def _device(xp, name):
-    if xp is None:
-        return "cpu" if name != "cupy" else "cuda (not loaded)"
-    if name == "cupy":
-        try:
-            cupy = sys.modules["cupy"]
-            device = cupy.cuda.Device()
-            props = cupy.cuda.runtime.getDeviceProperties(device.id)["name"]
-            return f"cuda:{device.id} ({props.decode() if isinstance(props, bytes) else props})"
-        except Exception:
-            return "cuda"
-    return "cpu"
-
-
-def _git_commit(root):
-    """The checked-out commit, read from ``.git`` (no git process), or None."""
-    try:
-        for directory in (Path(root), *Path(root).parents):
-            git = directory / ".git"
-            if git.is_file():  # a worktree: "gitdir: PATH"
-                git = Path(git.read_text().split(":", 1)[1].strip())
-            if git.is_dir():
-                break
+    def add(self, report, outcome):
+        duration = float(getattr(report, "duration", 0.0) or 0.0)
+        if outcome is None:
+            self.uncounted += duration
         else:
-            return None
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref:"):
-            return head or None
-        ref = head.split(":", 1)[1].strip()
-        if (git / ref).is_file():
-            return (git / ref).read_text().strip() or None
-        packed = git / "packed-refs"
-        if packed.is_file():
-            for line in packed.read_text().splitlines():
-                if line.endswith(" " + ref):
-                    return line.split()[0]
-    except (OSError, IndexError):
-        pass
-    return None
+            self.counted.append([outcome, _message(report, outcome), duration])
+
+    def entries(self):
+        """One TEST entry per outcome pytest counts; the first holds the checks and the
+        durations of the phases that are not counted."""
+        entries = []
+        for i, (outcome, message, duration) in enumerate(self.counted):
+            entries.append(
+                {
+                    "nodeid": self.nodeid,
+                    "outcome": outcome,
+                    "duration": round(duration + (self.uncounted if i == 0 else 0.0), 6),
+                    "message": message,
+                    "checks": list(self.checks) if i == 0 else [],
+                }
+            )
+        return entries
 
 
-def _hypothesis_context():
-    """Hypothesis' build context when a check runs inside a ``@given`` test, else None."""
-    if "hypothesis" not in sys.modules:
-        return None
+def _layer(options, extras, given, where):
+    """``options`` under the options ``given`` (a marker's or a call's), validated; the extras
+    go to ``extras``. An unknown or bad option is an InvalidArgument naming ``where``."""
+    unknown = sorted(set(given) - set(OPTION_NAMES) - set(EXTRAS))
+    if unknown:
+        raise InvalidArgument(f"{where} got unknown option(s) {', '.join(unknown)}; choose from {', '.join(sorted(OPTION_NAMES + EXTRAS))}")
+    if "target" in given and not isinstance(given["target"], bool):
+        raise InvalidArgument(f"{where}: target={given['target']!r} must be True or False")
+    extras.update({k: v for k, v in given.items() if k in EXTRAS})
     try:
-        from hypothesis import currently_in_test_context
-        from hypothesis.control import current_build_context
+        return options.replace(**{k: v for k, v in given.items() if k not in EXTRAS})
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{where}: {exc}") from None
 
-        return current_build_context() if currently_in_test_context() else None
-    except Exception:
+
+def _message(report, outcome):
+    """pytest's one-line reason for an outcome: the exception, the skip or xfail reason; None for a pass."""
+    if outcome == "passed":
         return None
+    if outcome in ("xfailed", "xpassed"):
+        text = getattr(report, "wasxfail", "") or ""
+    elif outcome == "skipped" and isinstance(report.longrepr, (tuple, list)) and len(report.longrepr) == 3:
+        text = str(report.longrepr[2])
+        text = text[len("Skipped: ") :] if text.startswith("Skipped: ") else text
+    else:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        text = crash.message if crash is not None else str(report.longrepr or "")
+    line = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+    return line[:500] or None
 
 
-@contextlib.contextmanager
+def _hypothesis_hint(hypothesis):
+    text = "gradverify: Hypothesis replays the shrunk example from its database (.hypothesis/) when the test runs again"
+    if hypothesis.get("reproduce_failure"):
+        text += f"; or add {hypothesis['reproduce_failure']} above the test"
+    return text
+
+
+def _add_note(exc, text):
+    if hasattr(exc, "add_note"):
+        exc.add_note(text)
+    else:  # Python 3.10: pytest and Hypothesis read __notes__ all the same
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), text]
+
+
 def _explain_tracer_paused(context):
-    """Pause Hypothesis' explain-phase line tracer (and only it) while a check runs.
-
-    Once an example has failed, Hypothesis traces every line of every later example to
-    explain the failure. Inside a check that is thousands of lines of mpmath and finite
-    differences per example: on Python 3.11 (``sys.settrace``) it made a shrinking run a
-    hundred times slower. The explanation then leaves out the lines run inside the check.
-    """
     if context is None:
-        yield
-        return
-    monitoring = getattr(sys, "monitoring", None)
-    if monitoring is not None:  # Python >= 3.12: Hypothesis' tool id 3, named "scrutineer"
-        try:
-            tool = 3 if monitoring.get_tool(3) == "scrutineer" else None
-            events = monitoring.get_events(tool) if tool is not None else 0
-        except Exception:
-            tool, events = None, 0
-        if tool is None or not events:
-            yield
-            return
-        monitoring.set_events(tool, 0)
-        try:
-            yield
-        finally:
-            if monitoring.get_tool(tool) == "scrutineer":
-                monitoring.set_events(tool, events)
-        return
-    tracer = sys.gettrace()
-    owner = getattr(tracer, "__self__", None)
-    if owner is None or not type(owner).__module__.startswith("hypothesis."):
-        yield  # no tracer, or another one (coverage, a debugger): leave it alone
-        return
-    sys.settrace(None)
-    try:
-        yield
-    finally:
-        sys.settrace(tracer)
+        return contextlib.nullcontext()
+    from gradverify import _hypothesis_adapter as adapter
+
+    return adapter.explain_tracer_paused()
 
 
-def _reproduction_decorator(context):
-    """``@reproduce_failure(...)`` for the example being replayed, when Hypothesis can tell."""
-    try:
-        from hypothesis.core import reproduction_decorator
+def _add_hypothesis_failure(call, records):
+    """Put what Hypothesis printed about the shrunk example on the recorded final failures."""
+    from gradverify import _hypothesis_adapter as adapter
 
-        choices = getattr(context.data, "prefix", None)
-        return reproduction_decorator(choices) if choices else None
-    except Exception:  # a private API of Hypothesis: do without it when it changes
-        return None
-
-
-_SEED = re.compile(r"(@seed\(\d+\)|--hypothesis-seed=\d+)")
-
-
-def _add_hypothesis_failure(item, call, records):
-    """Put Hypothesis' shrunk example (and any seed it printed) on the recorded failures."""
-    failing = [r for r in records if "hypothesis" in r and not r["result"]["passed"]]
+    failing = [r for r in records if r.get("hypothesis", {}).get("final") and not r["result"]["passed"]]
     if not failing:
         return
-    notes = [str(n) for n in getattr(getattr(call.excinfo, "value", None), "__notes__", None) or ()]
-    example = []
-    for note in notes:
-        if note.startswith(("Failing test case:", "Falsifying example:", "Falsifying explicit example:")):
-            example = [note]
-        elif example and note.startswith("Draw "):
-            example.append(note)
-        elif example:
-            break
-    if not example:
-        example = [str(e) for e in getattr(item, "_hypothesis_failing_examples", None) or ()]
-    seed = next((m.group(1) for n in notes for m in [_SEED.search(n)] if m), None)
+    notes = adapter.failure_notes(getattr(call.excinfo, "value", None))
     for record in failing:
-        if example:
-            record["hypothesis"]["falsifying_example"] = "\n".join(example)
-        if seed:
-            record["hypothesis"]["seed"] = seed
-            record["reproduce"] += f"; or use {seed}"
+        if notes["falsifying_example"]:
+            record["hypothesis"]["falsifying_example"] = notes["falsifying_example"]
+        if notes["reproduce_failure"]:  # printed by Hypothesis (print_blob): the one to trust
+            record["hypothesis"]["reproduce_failure"] = notes["reproduce_failure"]
+        if notes["seed"]:
+            record["hypothesis"]["seed"] = notes["seed"]
 
 
 # The most elements of a failing check's inputs kept in its record (the JSON stays small).
@@ -702,6 +671,112 @@ def _inputs_record(inputs):
         hosts = [np.asarray(to_numpy(x)) for x in inputs]
         if sum(h.size for h in hosts) > MAX_RECORDED_ELEMENTS:
             return [{"shape": list(h.shape), "dtype": dtype_name(h.dtype)} for h in hosts]
-        return _json_safe([h.tolist() for h in hosts])
+        return _record.jsonable([h.tolist() for h in hosts])
     except Exception:  # the record must not fail the test for a reason of its own
         return None
+
+
+def _backend_of(inputs):
+    """``(backend name, device)`` of the inputs of a check that ran."""
+    try:
+        from gradverify._backend import backend_name, describe_device, namespace_of
+
+        xp = namespace_of(*inputs)
+        return backend_name(xp), describe_device(xp)
+    except Exception:  # the check itself has already judged the inputs
+        return None, None
+
+
+# -- the terminal summary --------------------------------------------------------------------------
+
+
+def summary_lines(tests, *, interrupted=False, deadline_off=0, deadline_ms=200.0, width=WIDTH):
+    """The terminal summary of the run's TEST entries, in words, wrapped at ``width`` columns
+    (command lines are never wrapped: they are for copying)."""
+    lines = []
+
+    def say(text):
+        lines.extend(textwrap.wrap(text, width=width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
+
+    if interrupted:
+        say("Interrupted: the run stopped early, so nothing is verified; the record holds the tests that finished.")
+    checks = [(t["nodeid"], c) for t in tests for c in t["checks"]]
+    outcomes = {t["nodeid"]: t["outcome"] for t in reversed(tests) if t["checks"]}
+    if checks:
+        failed = [(nodeid, c) for nodeid, c in checks if not c["result"]["passed"]]
+        tests_with_checks = {nodeid for nodeid, _ in checks}
+        lines.append(f"{_count(len(checks), 'gradient check')} in {_count(len(tests_with_checks), 'test')}: {len(checks) - len(failed)} passed, {len(failed)} failed")
+        nodeid, worst = max(checks, key=lambda pair: _error(pair[1]["result"].get("max_rel_error")))
+        result = worst["result"]
+        say(f"Worst relative error {_error(result.get('max_rel_error')):.3g} in {_record.visible(nodeid)}: {_record.visible(result.get('function'))}{_worst_element(result)}.")
+        unreliable = sum(c["result"]["passed"] and c["result"].get("blame") == "numerical" for _, c in checks)
+        if unreliable:
+            say(f"Finite differences unreliable at {_count(unreliable, 'check')}; the high-precision truth decided.")
+        for nodeid, c in failed[:SHOWN_FAILURES]:
+            result = c["result"]
+            outcome = "" if outcomes[nodeid] in _record.FAILING_OUTCOMES else f" (the test {outcomes[nodeid]})"
+            say(
+                f"Failed check in {_record.visible(nodeid)}{outcome}: {_record.visible(result.get('function'))}: "
+                f"{_verdict(result)} (max. relative error {_error(result.get('max_rel_error')):.3g})."
+            )
+            lines.append(f"  reproduce: {_record.visible(c['reproduce'])}")
+        if len(failed) > SHOWN_FAILURES:
+            say(f"... and {len(failed) - SHOWN_FAILURES} more failed checks (all of them are in the JSON record).")
+    if deadline_off:
+        say(
+            f"Hypothesis deadline off for {_count(deadline_off, '@given test')} that "
+            f"{'calls' if deadline_off == 1 else 'call'} gradcheck "
+            f"(a check takes longer than {deadline_ms:g} ms); set @settings(deadline=...) to choose one."
+        )
+    return lines
+
+
+def _verdict(result):
+    """A failed check's verdict in words."""
+    blame = result.get("blame")
+    if blame == "analytic":
+        return "the analytic gradient is wrong"
+    if blame == "numerical":
+        return "inconclusive, the finite differences could not resolve the gradient and there is no truth"
+    structural = result.get("structural") or ()
+    if structural:
+        return f"{str(structural[0].get('kind')).replace('_', ' ')}: {_record.visible(structural[0].get('message'))}"
+    return "failed"
+
+
+_ELEMENT_VERDICTS = {
+    "ok": "all agree",
+    "analytic": "the analytic gradient is off",
+    "unresolved": "the finite differences could not resolve it",
+    "not differentiable": "not differentiable there",
+}
+
+
+def _worst_element(result):
+    best, where = -float("inf"), ""
+    for p in result.get("per_input") or ():
+        error = p.get("max_rel_analytic_truth")
+        if error is None:
+            error = p.get("max_rel_analytic_numerical")
+        if error is not None and _error(error) > best:
+            worst = p.get("worst") or {}
+            best = _error(error)
+            verdict = worst.get("verdict", "?")
+            where = f", {_record.visible(p.get('name'))}, element {tuple(worst.get('index') or ())} ({_ELEMENT_VERDICTS.get(verdict, verdict)})"
+    structural = result.get("structural") or ()
+    if not where and structural:
+        where = f", {str(structural[0].get('kind')).replace('_', ' ')}"
+    return where
+
+
+def _count(n, noun):
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _error(value):
+    """A relative error from a result dict (NaN and infinities travel as strings)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return -float("inf")
+    return float("inf") if value != value else value
