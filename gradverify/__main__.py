@@ -1,40 +1,47 @@
-"""gradverify's command line: verify the catalog and report on it.
+"""gradverify's command line: verify the catalog, and your own ops, and report on it.
 
 ``gradverify verify`` checks the backward pass of every catalog op (or of those matching
-``--ops``) on Hypothesis examples, writes the results as JSON with provenance and renders
-them as one self-contained HTML page. ``gradverify report RUN.json -o OUT.html`` renders a
+``--ops``) on Hypothesis examples, writes the run record (JSON, with provenance) and renders
+it as one self-contained HTML page. Your own ops join the run from ``--module NAME_OR_PATH``
+(a module or .py file whose import registers them with gradverify.catalog) or from installed
+packages' "gradverify.ops" entry points. ``gradverify report RUN.json -o OUT.html`` renders a
 saved run again. Exit status: 0 when everything verified, 1 when something failed, 2 on a
-usage error.
+usage error or an unreadable run, 130 when interrupted (Ctrl-C; what ran is written).
 """
 
 import argparse
+import contextlib
 import datetime
 import os
 import secrets
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Column, Table
 from rich.text import Text
 
-from gradverify import _backend, _runner, catalog
+from gradverify import _backend, _record, _runner, catalog
 from gradverify._errors import InvalidArgument
-from gradverify.report import compute_figures, describe_device, load_run, new_run, provenance, write_json, write_report
+from gradverify._options import BACKENDS, DEFAULT_BACKEND, TEXT_SETTINGS, CheckOptions, parse_setting
+from gradverify._record import visible
+from gradverify.report import compute_figures, write_report
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_DIR = Path("reports") / "latest"
 DEFAULT_REPORT = DEFAULT_DIR / "index.html"
 DEFAULT_JSON = DEFAULT_DIR / "run.json"
 # The profile when --profile is not given: this variable, else "ci" where the CI variable is
 # set (as Hypothesis loads its own "ci" profile), else "dev".
 PROFILE_ENV = "GRADVERIFY_PROFILE"
-# Short column headers for _runner.COMPARISONS, in its order.
-SHORT_LABELS = ("an~fd", "an~truth", "fd~truth")
+# The op column's width in the progress display and the per-op lines.
+NAME_WIDTH = 28
 
 
 def build_parser():
@@ -42,22 +49,31 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="gradverify", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    verify = commands.add_parser("verify", help="verify the catalog's backward passes and write a report")
-    verify.add_argument("--backend", default="numpy", choices=_backend.BACKENDS, help="array library (default numpy)")
+    verify = commands.add_parser("verify", help="verify the catalog's backward passes (and your ops) and write a report")
+    verify.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, help=f"array library (default {DEFAULT_BACKEND})")
     verify.add_argument(
         "--profile",
         choices=sorted(_runner.PROFILES),
         help="; ".join(f"{n}: {p.examples} examples per op{', fixed seed' if p.derandomize else ''}" for n, p in _runner.PROFILES.items())
         + f" (default ${PROFILE_ENV}, else ci where $CI is set, else dev)",
     )
-    verify.add_argument("--examples", type=_positive_int, help="Hypothesis examples per op (default: the profile's)")
-    verify.add_argument("--ops", default="", help="comma-separated name patterns, e.g. 'relu,soft*' (default: all)")
+    verify.add_argument("--examples", type=_positive_int, help="Hypothesis examples per op, at most (default: the profile's)")
+    verify.add_argument("--ops", default="", help="comma-separated names or patterns, e.g. 'relu,soft*' (default: all)")
     verify.add_argument("--seed", type=_nonnegative_int, help="Hypothesis seed (default: 0 for a derandomized profile, else a fresh one)")
+    verify.add_argument(
+        "--module",
+        action="append",
+        default=[],
+        metavar="NAME_OR_PATH",
+        help="a module name or .py file whose import registers your ops (gradverify.catalog.op or register); repeatable",
+    )
+    for setting in TEXT_SETTINGS.values():
+        verify.add_argument(f"--{setting.name.replace('_', '-')}", dest=f"setting_{setting.name}", metavar=setting.metavar, help=setting.help)
     verify.add_argument("--report", type=Path, default=DEFAULT_REPORT, help=f"the HTML report (default {DEFAULT_REPORT})")
-    verify.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"the results with provenance (default {DEFAULT_JSON})")
+    verify.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"the run record with provenance (default {DEFAULT_JSON})")
     verify.set_defaults(handler=_verify)
 
-    report = commands.add_parser("report", help="render a saved run (run.json) as HTML")
+    report = commands.add_parser("report", help="render a saved run (run.json) as HTML and print its summary")
     report.add_argument("run", type=Path, help="a run.json written by 'gradverify verify' or the pytest plugin")
     report.add_argument("-o", "--output", type=Path, help="the HTML file (default: RUN with the suffix .html)")
     report.set_defaults(handler=_report)
@@ -85,12 +101,18 @@ def main(argv=None):
     args.argv = argv
     try:
         return args.handler(args)
-    except InvalidArgument as exc:  # raised before any op runs: verify_op keeps its own
+    except InvalidArgument as exc:  # usage errors, raised before any op runs; unreadable runs
         print(f"gradverify: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as exc:  # a --json, --report or -o path that cannot be written
+    except OSError as exc:  # an output that could be probed but not written after all
         print(f"gradverify: error: cannot write {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # before the ops run (imports, loading modules): nothing to write
+        print("gradverify: interrupted before any op ran; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+# -- verify ---------------------------------------------------------------------------------------
 
 
 def _profile_name(args):
@@ -102,93 +124,357 @@ def _profile_name(args):
     return name
 
 
+def check_options(args):
+    """The one :class:`CheckOptions` of a run, from the text settings on its command line."""
+    values = {}
+    for name in TEXT_SETTINGS:
+        text = getattr(args, f"setting_{name}")
+        if text is not None:
+            values[name] = parse_setting(name, text, source=f"--{name.replace('_', '-')}")
+    return CheckOptions(**values)
+
+
 def _verify(args):
     profile_name = _profile_name(args)
     profile = _runner.PROFILES[profile_name]
     examples = args.examples or profile.examples
     seed = args.seed if args.seed is not None else 0 if profile.derandomize else secrets.randbelow(2**32)
+    options = check_options(args)
+    json_path = _record.check_output_path(args.json, option="--json")
+    report_path = _record.check_output_path(args.report, option="--report")
+    if json_path.resolve() == report_path.resolve():
+        raise InvalidArgument(f"--json and --report are the same file {str(json_path)!r}; give them different paths")
     xp = _backend.load_backend(args.backend)
+    _load_user_ops(args.module)
     names = _runner.select(args.ops)
+    command = _command(args, profile_name, seed)
 
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=140)  # not squeezed to 80 columns in a log
+    console = _console()
     started_at = datetime.datetime.now(datetime.timezone.utc)
     started = time.perf_counter()
-    outcomes = _run_ops(names, xp, examples=examples, seed=seed, console=console)
-    figures = compute_figures(xp)
+    outcomes, stopped_in = _run_ops(names, xp, examples=examples, seed=seed, options=options, console=console)
+    figures = {}
+    if stopped_in is None:
+        try:
+            figures = compute_figures(xp)
+        except KeyboardInterrupt:
+            stopped_in = "the figures"
     seconds = time.perf_counter() - started
 
-    console.print()
-    console.print(_table(outcomes))
-    failed = [o for o in outcomes if not o.passed]
-    for o in failed:
-        print(f"\n--- {o.name}: shrunk failing example ---\n{o.failure['report']}\ninputs: {o.failure['inputs']}\nreproduce: {o.failure['reproduce']}")
-
-    prov = provenance(
+    prov = _record.provenance(
         backend=args.backend,
-        device=describe_device(xp),
+        device=_backend.describe_device(xp),
         seed=seed,
         seconds=seconds,
         started=started_at,
+        command=command,
         profile=profile_name,
         examples_per_op=examples,
         ops_pattern=args.ops,
-        command=shlex.join(["gradverify", *args.argv]),
+        modules=list(args.module),
+        check_options={name: getattr(options, name) for name in TEXT_SETTINGS},
+        interrupted_in=stopped_in,
     )
-    run = new_run(prov, ops=[o.to_dict() for o in outcomes], figures=figures)
-    write_json(run, args.json)
-    write_report(run, args.report)
-    verdict = "all verified" if not failed else f"{len(failed)} of {len(outcomes)} ops FAILED"
-    print(f"\n{verdict} in {seconds:.1f} s on {args.backend} (profile {profile_name}, seed {seed}, {examples} examples per op)")
-    print(f"results in {args.json}, report in {args.report}")
+    run = _record.new_run("catalog", prov, ops=[o.to_dict() for o in outcomes], figures=figures, interrupted=stopped_in is not None)
+
+    print_summary(run, console)
+    _print_failures(run, console)
+    report_written = _write(run, json_path, report_path)
+
+    failed = [o for o in run["ops"] if not o["passed"]]
+    if stopped_in is not None:
+        wrote = f"{json_path} and {report_path}" if report_written else f"{json_path} (no HTML report)"
+        console.print(
+            f"\ngradverify: interrupted (Ctrl-C) in {visible(stopped_in)} after {seconds:.1f} s: {len(outcomes)} of {len(names)} ops checked"
+            f"{f', {len(failed)} FAILED' if failed else ''}; what ran is in {wrote}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return EXIT_INTERRUPTED
+    where = f"on {args.backend} (profile {profile_name}, seed {seed}, at most {examples} examples per op)"
+    verdict_line = f"{len(failed)} of {len(outcomes)} ops FAILED" if failed else f"all {len(outcomes)} ops verified"
+    console.print(f"\n{verdict_line} in {seconds:.1f} s {where}", markup=False, highlight=False)
+    console.print(f"run record in {json_path}, report in {report_path}", markup=False, highlight=False, soft_wrap=True)
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _run_ops(names, xp, *, examples, seed, console):
-    """Verify each op: progress bars on a terminal, one plain line per op otherwise."""
+def _load_user_ops(modules):
+    """Load the installed packages' ops (entry points), then each ``--module``."""
+    catalog.load_entry_points()
+    if modules and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as python -m does: modules in the current directory import
+    for spec in modules:
+        try:
+            loaded = catalog.load_module(spec)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"--module {spec!r}: {exc}") from None
+        if not loaded:
+            print(f"gradverify: note: --module {spec!r} registered no new op", file=sys.stderr)
+
+
+def _command(args, profile_name, seed):
+    """The command line that runs this run again: as typed, with the seed and profile it drew."""
+    words = ["gradverify", *args.argv]
+    if args.seed is None:
+        words += ["--seed", str(seed)]
+    if args.profile is None:
+        words += ["--profile", profile_name]
+    return shlex.join(words)
+
+
+def _console():
+    return Console(highlight=False)
+
+
+def _run_ops(names, xp, *, examples, seed, options, console):
+    """Verify each op, with a progress display on a terminal and one plain line per op
+    otherwise. Returns (outcomes, the op it was in when Ctrl-C came, or None)."""
     outcomes = []
-    if not console.is_terminal:
+    display = _ProgressDisplay(console, len(names), examples) if console.is_terminal else _PlainDisplay(examples)
+    with display:
         for name in names:
-            print(f"verifying {name} ...", end="", flush=True)
-            outcome = _runner.verify_op(catalog.get(name), xp, examples=examples, seed=seed)
-            print(f" {'ok' if outcome.passed else 'FAILED'} ({outcome.examples} examples, {outcome.seconds:.1f} s)", flush=True)
+            display.start(name)
+            try:
+                outcome = _runner.verify_op(catalog.get(name), xp, examples=examples, seed=seed, options=options, progress=display.progress)
+            except _runner.Interrupted as stop:
+                if stop.outcome is not None:  # a failure found, its shrinking cut short
+                    outcomes.append(stop.outcome)
+                    display.done(stop.outcome, interrupted=True)
+                else:
+                    display.abandon()
+                return outcomes, name
+            except KeyboardInterrupt:
+                display.abandon()
+                return outcomes, name
             outcomes.append(outcome)
-        return outcomes
-    columns = (SpinnerColumn(), TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
-        overall = progress.add_task("[bold]catalog", total=len(names))
-        for name in names:
-            task = progress.add_task(escape(name), total=examples)
-            outcome = _runner.verify_op(catalog.get(name), xp, examples=examples, seed=seed, on_example=lambda: progress.advance(task))
-            progress.remove_task(task)
-            mark = "[green]ok[/]" if outcome.passed else "[bold red]FAILED[/]"
-            progress.console.print(f"{escape(name):<28} {mark}  {outcome.examples} examples, {outcome.seconds:.1f} s")
-            progress.advance(overall)
-            outcomes.append(outcome)
-    return outcomes
+            display.done(outcome)
+    return outcomes, None
 
 
-def _table(outcomes):
-    table = Table(title="gradverify: worst relative errors per op", title_justify="left")
-    for header in ("op", "family", "examples", "verdict", *SHORT_LABELS, "kinks", "blame"):
-        table.add_column(header, justify="right" if header in ("examples", "kinks") or "~" in header else "left", no_wrap=header == "op")
-    for o in outcomes:
-        verdict = Text("ok", style="green") if o.passed else Text("FAILED", style="bold red")
-        errors = [Text(_fmt(o.worst(key))) for key in _runner.COMPARISONS]
-        table.add_row(Text(o.name), Text(o.family), str(o.examples), verdict, *errors, str(o.kinks), Text(o.blame or "-"))
+def _op_line(outcome, interrupted=False):
+    """One line for a finished op: its name, verdict, examples, shrink steps and time."""
+    line = Text(f"{visible(outcome.name):<{NAME_WIDTH}} ")
+    line.append("ok" if outcome.passed else "FAILED", style="green" if outcome.passed else "bold red")
+    details = f"  {outcome.examples} example{'s' if outcome.examples != 1 else ''}"
+    if outcome.shrink_steps or not outcome.passed:
+        details += f", {'shrinking interrupted after ' if interrupted else 'shrunk in '}{outcome.shrink_steps} step{'s' if outcome.shrink_steps != 1 else ''}"
+    line.append(f"{details}, {outcome.seconds:.1f} s")
+    return line
+
+
+class _PlainDisplay:
+    """One line per op, for logs: ``verifying NAME ... ok (10 examples, 0.3 s)``."""
+
+    def __init__(self, examples):
+        self.examples = examples
+        self.shrinking = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def start(self, name):
+        self.shrinking = False
+        self.generated = 0
+        print(f"verifying {visible(name)} ...", end="", flush=True)
+
+    def progress(self, phase, count):
+        if phase == "generate":
+            self.generated = count
+        elif not self.shrinking:
+            self.shrinking = True
+            print(f" failed at example {self.generated}; shrinking ...", end="", flush=True)
+
+    def done(self, outcome, interrupted=False):
+        verdict = "ok" if outcome.passed else "FAILED"
+        steps = f", {'shrinking interrupted after' if interrupted else 'shrunk in'} {outcome.shrink_steps} steps" if not outcome.passed else ""
+        print(f" {verdict} ({outcome.examples} examples{steps}, {outcome.seconds:.1f} s)", flush=True)
+
+    def abandon(self):
+        print(" interrupted", flush=True)
+
+
+class _ProgressDisplay:
+    """Rich progress on a terminal: the catalog's bar, the op's bar over its examples, and,
+    when an example fails, a shrinking line with its step count and a live timer."""
+
+    def __init__(self, console, ops, examples):
+        self.examples = examples
+        self.progress_bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}", table_column=Column(width=NAME_WIDTH + 2, no_wrap=True, overflow="ellipsis")),
+            BarColumn(bar_width=None),
+            TextColumn("{task.fields[count]}", table_column=Column(width=12, no_wrap=True)),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.ops = ops
+        self.done_ops = 0
+
+    def __enter__(self):
+        self.progress_bar.__enter__()
+        self.overall = self.progress_bar.add_task("[bold]catalog", total=self.ops, count=f"0/{self.ops} ops")
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress_bar.__exit__(*exc)
+
+    def start(self, name):
+
+        self.name = escape(visible(name))
+        self.generated = 0
+        self.shrink_task = None
+        self.task = self.progress_bar.add_task(self.name, total=self.examples, count=f"0/{self.examples}")
+
+    def progress(self, phase, count):
+        bar = self.progress_bar
+        if phase == "generate":
+            self.generated = count
+            bar.update(self.task, completed=count, count=f"{count}/{self.examples}")
+            return
+        if self.shrink_task is None:  # the first shrink step: the examples are over
+            bar.update(self.task, total=self.generated, completed=self.generated, count=f"{self.generated}/{self.examples} [red]✗[/]")
+            bar.stop_task(self.task)
+            self.shrink_task = bar.add_task(f"  shrinking {self.name}", total=None, count="0 steps")
+        bar.update(self.shrink_task, completed=count, count=f"{count} step{'s' if count != 1 else ''}")
+
+    def _clear(self):
+        self.progress_bar.remove_task(self.task)
+        if self.shrink_task is not None:
+            self.progress_bar.remove_task(self.shrink_task)
+
+    def done(self, outcome, interrupted=False):
+        self._clear()
+        self.progress_bar.console.print(_op_line(outcome, interrupted), highlight=False)
+        self.done_ops += 1
+        self.progress_bar.update(self.overall, advance=1, count=f"{self.done_ops}/{self.ops} ops")
+
+    def abandon(self):
+        self._clear()
+
+
+# -- the summary ----------------------------------------------------------------------------------
+
+# Verdicts in words, with the legend line that explains each.
+_LEGEND = {
+    "truth decided": "ok, truth decided (N): at N examples the finite differences were too inexact to judge; the high-precision truth decided, and agreed with the backward pass",
+    "backward wrong": "FAILED: backward wrong: the backward pass disagrees with the reference (details below)",
+    "undecided": "FAILED: undecided: the finite differences were too inexact to judge and no high-precision truth could decide",
+    "property": "FAILED: property: the op broke a property its forward must have (details below)",
+    "error": "FAILED: error: the op, its examples or the check raised an error (details below)",
+}
+_WORST_ERROR = (
+    "worst error: the largest relative error |a - r| / max(|a|, |r|) of the backward pass a over the examples, "
+    "r the high-precision truth where it ran, else the finite differences; - where there is no gradient"
+)
+
+
+def verdict(op):
+    """The verdict of a record's op in words, and the legend key that explains it (or None)."""
+    if op["passed"]:
+        decided = op.get("truth_decided", op["truth"].get("numerical_off", 0))
+        return ("ok", None) if not decided else (f"ok, truth decided ({decided})", "truth decided")
+    kind = (op.get("failure") or {}).get("kind")
+    if kind in ("property", "error"):
+        return f"FAILED: {kind}", kind
+    if op["blame"] == "numerical":
+        return "FAILED: undecided", "undecided"
+    return "FAILED: backward wrong", "backward wrong"
+
+
+def worst_error(op):
+    """The op's worst relative error against the reference that decided, or None."""
+    values = op.get("rel_error") or op["rel_analytic_truth"] or op["rel_analytic_numerical"]
+    values = [_record.number(v) for v in values]
+    return max(values) if values else None
+
+
+def summary_table(ops):
+    """The summary of a run's ops (record entries) as a rich Table that reads at 80 columns:
+    names whole, numbers never wrapped, verdicts in words."""
+    table = Table(title="worst error of each op's backward pass", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("op", no_wrap=True)
+    table.add_column("examples", justify="right", no_wrap=True)
+    table.add_column("worst error", justify="right", no_wrap=True)
+    table.add_column("verdict", overflow="fold")
+    for op in ops:
+        words, _ = verdict(op)
+        error = worst_error(op)
+        style = "green" if op["passed"] else "bold red"
+        table.add_row(Text(visible(op["name"])), str(op["examples"]), "-" if error is None else f"{error:.1e}", Text(words, style=style))
     return table
 
 
-def _fmt(x):
-    return "-" if x is None else f"{x:.1e}"
+def legend(ops):
+    """The legend lines for the verdicts that ``ops`` show, and for the worst error."""
+    keys = {verdict(op)[1] for op in ops}
+    return [_WORST_ERROR, *(line for key, line in _LEGEND.items() if key in keys)]
+
+
+def print_summary(run, console):
+    """Print a run record's summary table and its legend."""
+    if not run["ops"]:
+        console.print("no op was checked", markup=False)
+        return
+    console.print()
+    console.print(summary_table(run["ops"]))
+    for line in legend(run["ops"]):
+        console.print(visible(line), markup=False, highlight=False, style="dim")
+
+
+def _print_failures(run, console):
+    for op in run["ops"]:
+        failure = op["failure"]
+        if failure is None:
+            continue
+        shrunk = "shrunk failing example" if failure.get("shrunk", True) else "failing example (shrinking interrupted, not minimal)"
+        inputs = ", ".join(str(a) for a in failure.get("inputs", [])) or "-"
+        params = ", ".join(f"{k}={v}" for k, v in (failure.get("params") or {}).items())
+        text = f"\n--- {op['name']}: {shrunk} ---\n{failure.get('report', '')}\ninputs: {inputs}" + (f"\nparams: {params}" if params else "")
+        console.print(visible(text), markup=False, highlight=False, soft_wrap=True)
+        console.print(f"reproduce: {visible(failure['reproduce'])}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _write(run, json_path, report_path):
+    """Write the record (Ctrl-C held off for the moment that takes), then the HTML report
+    (which Ctrl-C may cut short: the record is already safe). True when the report was written."""
+    with _sigint_ignored():
+        _record.write_run(run, json_path)
+    try:
+        write_report(run, report_path)
+    except KeyboardInterrupt:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals cannot be changed, nor delivered here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# -- report ---------------------------------------------------------------------------------------
 
 
 def _report(args):
-    run = load_run(args.run)
-    output = args.output or args.run.with_suffix(".html")
+    run = _record.read_run(args.run)
+    output = _record.check_output_path(args.output or args.run.with_suffix(".html"), option="-o/--output")
+    console = _console()
+    print_summary(run, console)
+    if run["status"] == "interrupted":
+        console.print("this run was interrupted: it holds what ran before Ctrl-C", markup=False)
     write_report(run, output)
-    print(f"report in {output}")
+    console.print(f"report in {output}", markup=False, highlight=False, soft_wrap=True)
     return EXIT_OK
 
 

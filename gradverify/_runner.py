@@ -1,19 +1,30 @@
-"""Verify catalog ops on Hypothesis-generated examples, shrinking any failure to a minimal one."""
+"""Verify catalog ops on Hypothesis-generated examples, shrinking any failure to a minimal one.
+
+One op's verification is one Hypothesis run (:func:`verify_op`). Its examples are counted as
+Hypothesis draws them, up to the first failure; every call after that is a shrink step
+(Hypothesis stops drawing new examples at the first failure when it reports one bug, then
+shrinks it, then replays the minimal example once), so ``examples`` never exceeds the
+number asked for and the shrink steps are counted apart.
+"""
 
 import dataclasses
 import fnmatch
 import functools
+import shlex
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from hypothesis import HealthCheck, Verbosity, given, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 
 from gradverify import _backend, catalog
 from gradverify._check import check_layer
 from gradverify._errors import GradVerifyError, InvalidArgument
-from gradverify._result import _jsonable
+from gradverify._options import TEXT_SETTINGS, CheckOptions
+from gradverify._record import COMPARISONS, jsonable
+
+__all__ = ["PROFILES", "Interrupted", "OpOutcome", "Profile", "check_example", "check_op", "reproduce_command", "select", "verify_op"]
 
 
 @dataclass(frozen=True)
@@ -35,17 +46,22 @@ PROFILES = {
     "thorough": Profile(examples=500, derandomize=False),
 }
 
+# What a failure was: a gradient check that failed, a property (AssertionError) of the op,
+# or an error (the op raised, a check ran out of time, the example strategy broke).
+FAILURE_KINDS = ("gradient", "property", "error")
+
 
 @dataclass
 class OpOutcome:
-    """The verification of one op over many examples (JSON-safe through ``dataclasses.asdict``)."""
+    """The verification of one op over many examples; :meth:`to_dict` is an ``"ops"`` entry
+    of a ``gradverify-run/2`` record (:mod:`gradverify._record`)."""
 
     name: str
     family: str
     summary: str
-    examples: int = 0
+    examples: int = 0  # the examples Hypothesis drew and checked (never the shrink steps)
     passed: bool = True
-    blame: str | None = None
+    blame: str | None = None  # of the failure; None when the op passed
     kinks: int = 0
     truth: dict = field(default_factory=dict)  # how many checks used each truth mode
     rel_analytic_numerical: list = field(default_factory=list)  # worst per example
@@ -53,67 +69,125 @@ class OpOutcome:
     rel_numerical_truth: list = field(default_factory=list)
     failure: dict | None = None  # the shrunk example, its report and how to reproduce it
     seconds: float = 0.0
+    # Further keys of the record (the schema allows them):
+    rel_error: list = field(default_factory=list)  # per example: analytic ~ the reference that decided
+    truth_decided: int = 0  # examples where the finite differences were off and the truth decided
+    shrink_steps: int = 0
+    origin: dict = field(default_factory=dict)  # catalog.origin(name) as a dict
 
     def worst(self, which):
         values = getattr(self, which)
         return max(values) if values else None
 
     def to_dict(self):
-        """A JSON-safe dict: the ``"ops"`` entries of a ``gradverify-run/1`` record."""
-        return _jsonable(dataclasses.asdict(self))
-
-
-# The three comparisons kept per example, as OpOutcome fields, with what each compares.
-COMPARISONS = {
-    "rel_analytic_numerical": "analytic ~ finite difference",
-    "rel_analytic_truth": "analytic ~ truth",
-    "rel_numerical_truth": "finite difference ~ truth",
-}
+        """A JSON-safe dict, an ``"ops"`` entry of a ``gradverify-run/2`` record."""
+        return jsonable(dataclasses.asdict(self))
 
 
 class _Failed(Exception):
     pass
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`verify_op`. ``outcome`` is the op's failure found so far when the
+    interrupt came while shrinking it (its example not yet minimal), else None."""
+
+    def __init__(self, name, outcome=None):
+        super().__init__(name)
+        self.name = name
+        self.outcome = outcome
+
+
 def select(patterns):
-    """Op names matching any of the comma-separated fnmatch ``patterns`` (all when empty)."""
+    """Op names matching any of the comma-separated fnmatch ``patterns`` (all when empty);
+    a pattern that is an op's exact name selects that op whatever characters it holds."""
     names = catalog.names()
     if not patterns:
         return names
     wanted = [p.strip() for p in patterns.split(",") if p.strip()]
-    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in wanted)]
+    chosen = [n for n in names if any(n == p or fnmatch.fnmatchcase(n, p) for p in wanted)]
     if not chosen:
         raise InvalidArgument(f"--ops {patterns!r} matches no op; the catalog has: {', '.join(names)}")
     return chosen
 
 
-def check_example(op, example, xp, **options):
-    """Run the engine on one example of ``op`` on the backend ``xp``."""
+def check_example(op, example, xp, options=None, **overrides):
+    """Run the engine on one example of ``op`` on the backend ``xp``.
+
+    ``options`` (a :class:`CheckOptions`) are the run's; the op sets ``wrt``, ``batched`` and
+    the name, and ``overrides`` (any :func:`gradverify.check_vjp` keyword, ``cotangent``
+    included) win over both.
+    """
+    options = (options or CheckOptions()).replace(wrt=op.wrt, batched=op.batched, name=op.name)
     device_inputs = tuple(xp.asarray(a) for a in example.inputs)
     forward = functools.partial(op.forward, **example.params)
-    options.setdefault("name", op.name)
-    return check_layer(forward, op.backward, *device_inputs, wrt=op.wrt, batched=op.batched, **options)
+    return check_layer(forward, op.backward, *device_inputs, **{**options.as_kwargs(), **overrides})
 
 
-def check_op(op, example, xp):
+def check_op(op, example, xp, options=None):
     """Everything verified about one example of ``op``: its gradient check (``None`` for an op
     with nothing to differentiate), then its properties, which raise ``AssertionError``."""
-    result = check_example(op, example, xp) if op.backward is not None else None
+    result = check_example(op, example, xp, options) if op.backward is not None else None
     if op.properties is not None:
         op.properties(example, xp)
     return result
 
 
-def verify_op(op, xp, *, examples, seed, on_example=None):
-    """Check ``op`` on ``examples`` Hypothesis examples; a failure is shrunk and kept."""
-    outcome = OpOutcome(name=op.name, family=op.family, summary=op.summary)
+def reproduce_command(name, *, backend, seed, examples, options=None):
+    """The ``gradverify verify`` command line that runs op ``name`` again exactly: the
+    ``--module`` that registered it (when one did), the backend, the Hypothesis seed and
+    examples, and every text setting of ``options`` that differs from its default.
+
+    >>> reproduce_command("relu", backend="numpy", seed=7, examples=10)
+    'gradverify verify --ops relu --backend numpy --seed 7 --examples 10'
+    """
+    words = ["gradverify", "verify"]
+    try:
+        where = catalog.origin(name)
+    except InvalidArgument:  # an op that was never registered (a test's variant)
+        where = None
+    if where is not None and where.kind == "module":
+        words += ["--module", where.source]
+    words += ["--ops", name, "--backend", backend, "--seed", str(seed), "--examples", str(examples)]
+    words += setting_args(options or CheckOptions())
+    return shlex.join(words)
+
+
+def setting_args(options):
+    """The command-line words of the text settings in ``options`` that differ from the defaults."""
+    words = []
+    defaults = CheckOptions()
+    for name in TEXT_SETTINGS:
+        value = getattr(options, name)
+        if value != getattr(defaults, name):
+            words += [f"--{name.replace('_', '-')}", "none" if value is None else str(value)]
+    return words
+
+
+def verify_op(op, xp, *, examples, seed, options=None, progress=None):
+    """Check ``op`` on up to ``examples`` Hypothesis examples; a failure is shrunk and kept.
+
+    ``options`` (a :class:`CheckOptions`) go to every check. ``progress(phase, count)`` is
+    called after each example (``phase`` ``"generate"``, ``count`` the examples so far) and
+    after each shrink step (``"shrink"``, the steps so far). Ctrl-C raises
+    :class:`Interrupted`.
+    """
+    options = options or CheckOptions()
+    backend = _backend.backend_name(xp)
+    try:
+        where = dataclasses.asdict(catalog.origin(op.name)) if catalog.get(op.name) is op else {}
+    except InvalidArgument:
+        where = {}
+    outcome = OpOutcome(name=op.name, family=op.family, summary=op.summary, origin=where)
     started = time.perf_counter()
-    last_failure = {}
+    failure = {}  # the latest failing example: while shrinking, the smallest so far
 
     @settings(
         max_examples=examples,
+        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
         deadline=None,
         database=None,
+        derandomize=False,
         verbosity=Verbosity.quiet,
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=False,
@@ -121,55 +195,73 @@ def verify_op(op, xp, *, examples, seed, on_example=None):
     @hypothesis_seed(seed)
     @given(op.examples())
     def run(example):
+        shrinking = bool(failure)
         try:
-            result = check_op(op, example, xp)
+            result = check_op(op, example, xp, options)
         except (GradVerifyError, AssertionError) as exc:
-            kind = "property" if isinstance(exc, AssertionError) else type(exc).__name__
-            last_failure.update(example=example, result=None, error=f"{kind}: {exc}")
-            raise _Failed from exc
-        if result is not None:
-            _record(outcome, result)
+            kind = "property" if isinstance(exc, AssertionError) and not isinstance(exc, GradVerifyError) else "error"
+            label = "property" if kind == "property" else type(exc).__name__
+            failure.update(example=example, result=None, kind=kind, error=f"{label}: {exc}")
+            result = None
+        else:
+            if result is not None and not result.passed:
+                failure.update(example=example, result=result, kind="gradient", error=None)
+        if shrinking:
+            outcome.shrink_steps += 1
+            if progress is not None:
+                progress("shrink", outcome.shrink_steps)
         else:
             outcome.examples += 1
-        if on_example is not None:
-            on_example()
-        if result is not None and not result.passed:
-            last_failure.update(example=example, result=result, error=None)
+            if result is not None:
+                _tally(outcome, result)
+            if progress is not None:
+                progress("generate", outcome.examples)
+        if failure and (failure["example"] is example):
             raise _Failed
 
     try:
         run()
     except _Failed:
-        outcome.passed = False
-        outcome.failure = _failure_record(op, last_failure, seed, examples, _backend.backend_name(xp))
-        outcome.blame = "analytic" if last_failure["result"] is None else last_failure["result"].blame
-    else:
-        outcome.blame = "numerical" if outcome.truth.get("numerical_off") else None
+        pass
+    except KeyboardInterrupt:
+        if not failure:
+            raise Interrupted(op.name) from None
+        _fail(outcome, op, failure, backend=backend, seed=seed, examples=examples, options=options, shrunk=False)
+        outcome.seconds = time.perf_counter() - started
+        raise Interrupted(op.name, outcome) from None
+    except Exception as exc:  # the strategy broke, or Hypothesis gave up (a flaky failure, say)
+        if not failure:
+            failure.update(example=None, result=None, kind="error", error=f"{type(exc).__name__}: {exc}")
+    if failure:
+        _fail(outcome, op, failure, backend=backend, seed=seed, examples=examples, options=options, shrunk=True)
     outcome.seconds = time.perf_counter() - started
     return outcome
 
 
-def _record(outcome, result):
-    outcome.examples += 1
+def _tally(outcome, result):
     outcome.truth[result.truth] = outcome.truth.get(result.truth, 0) + 1
     if result.passed and result.blame == "numerical":
-        outcome.truth["numerical_off"] = outcome.truth.get("numerical_off", 0) + 1
+        outcome.truth_decided += 1
     outcome.kinks += sum(p.kinks for p in result.per_input)
     for which in COMPARISONS:
         values = [getattr(p, f"max_{which}") for p in result.per_input]
         values = [v for v in values if v is not None and np.isfinite(v)]
         if values:
             getattr(outcome, which).append(max(values))
+    if result.max_rel_error is not None and np.isfinite(result.max_rel_error):
+        outcome.rel_error.append(float(result.max_rel_error))
 
 
-def _failure_record(op, failure, seed, examples, backend):
-    example = failure["example"]
-    result = failure["result"]
-    on = "" if backend == "numpy" else f" --backend {backend}"  # numpy is the CLI's default
-    return {
-        "inputs": [np.asarray(a).tolist() for a in example.inputs],
-        "params": {k: repr(v) for k, v in example.params.items()},
+def _fail(outcome, op, failure, *, backend, seed, examples, options, shrunk):
+    example, result = failure["example"], failure["result"]
+    outcome.passed = False
+    outcome.blame = result.blame if result is not None else "analytic" if failure["kind"] == "property" else None
+    outcome.failure = {
+        "kind": failure["kind"],
+        "shrunk": shrunk,
+        "inputs": [np.asarray(a).tolist() for a in example.inputs] if example is not None else [],
+        "params": {k: repr(v) for k, v in example.params.items()} if example is not None else {},
         "report": str(result) if result is not None else failure["error"],
         "result": result.to_dict() if result is not None else None,
-        "reproduce": f"gradverify verify --ops {op.name}{on} --seed {seed} --examples {examples}",
+        "reproduce": reproduce_command(op.name, backend=backend, seed=seed, examples=examples, options=options),
     }
