@@ -1,10 +1,13 @@
-"""The report's figures drawn as inline SVG from a run record (see :mod:`._figures`)."""
+"""The report's figures drawn as inline SVG from a run record (see :mod:`._figures`).
+
+Drawing needs only the record: nothing here imports the catalog, Hypothesis or the runner.
+"""
 
 import math
 
 import numpy as np
 
-from gradverify._runner import COMPARISONS
+from gradverify._record import COMPARISONS
 from gradverify._tolerances import RTOL
 from gradverify.report._svg import PALETTE, Axis, Figure
 
@@ -21,7 +24,6 @@ def error_distribution(ops):
         return None
     n = len(ops)
     ticks = [(n - 1 - i, o["name"]) for i, o in enumerate(ops)]
-    left = int(min(220, 24 + 6.6 * max(len(o["name"]) for o in ops)))
     fig = Figure(
         "errors",
         x=Axis(ERROR_FLOOR, 10.0, log=True, label="worst relative error of each example (0 drawn at the left edge)"),
@@ -29,7 +31,6 @@ def error_distribution(ops):
         title="Distribution of relative errors per op",
         width=640,
         height=30 * n,
-        left=left,
     )
     offsets = (0.27, 0.0, -0.27)
     for (key, label), offset, color in zip(COMPARISONS.items(), offsets, PALETTE):
@@ -43,7 +44,7 @@ def error_distribution(ops):
             fig.points(shown, np.full(shown.size, y), color=color, radius=1.8, opacity=0.55)
         fig.points([], [], color=color, label=label)
     fig.vline(RTOL["float64"], color="#B00020", label="float64 rtol")
-    return fig.svg()
+    return fig.html()
 
 
 def fd_steps(data):
@@ -72,7 +73,7 @@ def fd_steps(data):
         "Hollow circles: the error at gradverify's first step for that element, ε^(1/3) times"
         " max(|x_k|, rms(x)); the step is then refined where the error model asks."
     )
-    return fig.svg()
+    return fig.html()
 
 
 def trajectories(data):
@@ -88,7 +89,6 @@ def trajectories(data):
             title=problem["title"],
             width=520 if wide else 300,
             height=200 if wide else 300,
-            left=44,
         )
         for line in problem["contours"]:
             xs, ys = zip(*line)
@@ -100,7 +100,7 @@ def trajectories(data):
         fig.points([problem["start"][0]], [problem["start"][1]], color="#000000", radius=3.5, label="start")
         if not problem["paths"]:
             fig.note("no optimizer paths (see the note below)")
-        panels.append(fig.svg())
+        panels.append(fig.html())
     return panels
 
 
@@ -118,7 +118,7 @@ def activations(data):
     for curve, color in zip(data["curves"], PALETTE):
         fig.line(x, np.maximum(_as_float(curve["derivative"]), 1e-300), color=color, label=f"d {curve['op']}(x) / dx")
     fig.hline(0.25, label="¼: the most a sigmoid passes on")
-    return fig.svg()
+    return fig.html()
 
 
 NEGATIVE, POSITIVE, ZERO = PALETTE[1], PALETTE[0], "#999999"
@@ -144,7 +144,6 @@ def eigenvalues(point, key):
         title=f"Hessian eigenvalues: {point['verdict']}",
         width=max(160, min(480, 44 * n)),
         height=160,
-        left=52,
     )
     half = max(2.0, min(12.0, 0.3 * fig.width / max(n, 1)))
     for i, v in enumerate(lam):
@@ -154,7 +153,7 @@ def eigenvalues(point, key):
     for color, label, used in ((NEGATIVE, "λ < 0", (lam < -etol).any()), (POSITIVE, "λ > 0", (lam > etol).any()), (ZERO, "|λ| ≤ etol (zero)", (np.abs(lam) <= etol).any())):
         if used:
             fig.legend(color, label)
-    return fig.svg()
+    return fig.html()
 
 
 def _as_float(values):

@@ -1,5 +1,6 @@
 // Sorting (click a header) and filtering of the report's tables. No data lives here: the
-// script only reads the page's own attributes (data-v, data-name, data-family, data-passed).
+// script only reads the page's own attributes (data-v, data-name, data-family, data-passed,
+// data-outcome).
 (function () {
   "use strict";
 
@@ -80,6 +81,32 @@
     apply();
   }
 
+  // The test report: one tbody per test (its row and its details), shown by outcome and name.
+  function setUpTestFilter() {
+    var table = document.getElementById("test-table");
+    if (!table) { return; }
+    var text = document.getElementById("test-filter");
+    var boxes = document.querySelectorAll("#test-controls input[data-outcome]");
+    var count = document.getElementById("test-count");
+    function apply() {
+      var needle = text.value.trim().toLowerCase(), shown = 0, wanted = {};
+      Array.prototype.forEach.call(boxes, function (b) { wanted[b.getAttribute("data-outcome")] = b.checked; });
+      var groups = table.tBodies;
+      for (var i = 0; i < groups.length; i++) {
+        var g = groups[i];
+        var keep = wanted[g.getAttribute("data-outcome")] !== false &&
+          (!needle || g.getAttribute("data-name").toLowerCase().indexOf(needle) >= 0);
+        g.hidden = !keep;
+        shown += keep ? 1 : 0;
+      }
+      count.textContent = shown + " of " + groups.length + " tests";
+    }
+    text.addEventListener("input", apply);
+    Array.prototype.forEach.call(boxes, function (b) { b.addEventListener("change", apply); });
+    apply();
+  }
+
   Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), makeSortable);
   setUpFilter();
+  setUpTestFilter();
 }());
