@@ -444,6 +444,49 @@ def test_bidirectional_controls_are_shown_never_applied(catalog, tests_run):
     assert "op&lt;script&gt;alert(1)&lt;/script&gt;&lt;U+202E&gt;" in svg  # an op's name as an axis label
 
 
+# Where a record holds optional parts that validation does not type (what a failure holds
+# inside, Hypothesis' notes, provenance, the figures), and what a damaged file may put there.
+_OPTIONAL_OP = [("failure", "inputs"), ("failure", "inputs", 0), ("failure", "params"), ("failure", "report"), ("failure", "reproduce"), ("failure", "result"),
+                ("failure", "result", "per_input"), ("failure", "result", "per_input", 0), ("failure", "result", "per_input", 0, "worst"),
+                ("failure", "result", "per_input", 0, "worst", "index"), ("failure", "result", "per_input", 0, "worst", "numerical_bracket"),
+                ("failure", "result", "per_input", 0, "worst", "analytic"), ("failure", "result", "structural"), ("failure", "result", "blame")]
+_OPTIONAL_CHECK = [("inputs",), ("inputs", 0), ("hypothesis",), ("hypothesis", "falsifying_example"), ("hypothesis", "seed"), ("backend",),
+                   ("result", "per_input", 0, "worst"), ("result", "per_input", 0, "worst", "truth_bracket"), ("result", "structural")]
+_OPTIONAL_RUN = [("provenance", "git_commit"), ("provenance", "seconds"), ("provenance", "seed"), ("provenance", "versions"),
+                 ("figures", "fd_steps"), ("figures", "fd_steps", "curves"), ("figures", "trajectories", "problems", 0), ("figures", "trajectories", "notes"),
+                 ("figures", "activations", "x"), ("figures", "critical_points"), ("figures", "critical_points", "points", 0),
+                 ("figures", "critical_points", "points", 0, "eigenvalues"), ("figures", "critical_points", "points", 0, "escape")]
+_DAMAGE = (None, 7, "text", [], {"a": [1]}, [{"a": 1}])
+
+
+def _set(record, path, value):
+    for key in path[:-1]:
+        record = record[key]
+    record[path[-1]] = value
+
+
+def test_a_damaged_optional_part_never_breaks_the_page(catalog, tests_run):
+    """Rendering a damaged file either gives a page or says which field is bad, never a traceback."""
+    plain = {**catalog, "figures": {}}
+    cases = [(plain, ("ops", 2, *path)) for path in _OPTIONAL_OP]
+    cases += [(tests_run, ("tests", 2, "checks", 12, *path)) for path in _OPTIONAL_CHECK]
+    cases += [({**catalog, "figures": {path[1]: catalog["figures"][path[1]]}} if path[0] == "figures" else plain, path) for path in _OPTIONAL_RUN]
+    rendered = 0
+    for record, path in cases:
+        for value in _DAMAGE:
+            damaged = copy.deepcopy(record)
+            _set(damaged, path, value)
+            try:
+                page = render_html(damaged)
+            except gradverify.InvalidArgument:
+                continue  # a required field: validation names it
+            assert page.startswith("<!DOCTYPE html>"), path
+            rendered += 1
+    assert rendered > 0.8 * len(cases) * len(_DAMAGE)
+    page = render_html({**catalog, "figures": {**catalog["figures"], "activations": {"x": 7}}})
+    assert "this figure&#39;s data in the record is damaged (TypeError" in page
+
+
 # -- figures: the demonstrations' data ---------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ inside the script; every piece of text has its bidirectional controls made visib
 (:func:`gradverify._record.visible`) before it is escaped.
 """
 
+import json
 import math
 from importlib import resources
 
@@ -115,7 +116,7 @@ def _context(run):
         "interrupted": interrupted,
         "passed": passed,
         "verdict": verdict,
-        "prov": {**dict.fromkeys(_SHOWN), **run["provenance"]},
+        "prov": {key: _number(run["provenance"].get(key)) if key == "seconds" else _text(run["provenance"].get(key)) for key in _SHOWN},
         "prov_rows": _flatten(run["provenance"]),
     }
     context.update(_catalog(run) if run["kind"] == "catalog" else _tests(run))
@@ -182,7 +183,8 @@ def _tests(run):
     rows.sort(key=lambda r: ATTENTION_ORDER.index(r["outcome"]))  # failures first, pytest's order otherwise
     counts = {outcome: sum(r["outcome"] == outcome for r in rows) for outcome in SUMMARY_ORDER}
     checks = [(r, c) for r in rows for c in r["raw"]["checks"]]
-    worst = max(((_error_key(c["result"]["max_rel_error"]), r["nodeid"]) for r, c in checks), default=None)
+    # The first of the worst in the table's order (failures first), should several tie.
+    worst = max(((_error_key(c["result"]["max_rel_error"]), r["nodeid"]) for r, c in checks), key=lambda p: p[0], default=None)
     return {
         "tests": rows,
         "counts": [(outcome, counts[outcome]) for outcome in ATTENTION_ORDER],
@@ -205,10 +207,10 @@ def _test_row(i, t):
     checks = t["checks"]
     failing = [c for c in checks if not c["result"]["passed"]]
     # Hypothesis replays the shrunk example last, as the final one: show those, else every failure.
-    final = [c for c in failing if (c.get("hypothesis") or {}).get("final")]
+    final = [c for c in failing if _dict(c.get("hypothesis")).get("final") is True]
     shown = (final or failing)[-SHOWN_FAILURES:] if len(final or failing) > SHOWN_FAILURES else (final or failing)
     worst = max((_error_key(c["result"]["max_rel_error"]) for c in checks), default=None)
-    backends = sorted({str(c["backend"]) for c in checks if c.get("backend")})
+    backends = sorted({_text(c.get("backend")) for c in checks} - {""})
     return {
         "raw": t,
         "anchor": f"test-{i}",
@@ -255,54 +257,92 @@ def _test_blame(checks, failing):
 
 def _check_failure(check):
     """A failing check as a failure block: its worst element, input, Hypothesis' example, how to rerun."""
-    failure = _failure(check["result"].get("function") or "check", {"result": check["result"], "inputs": check.get("inputs"), "reproduce": check["reproduce"]})
-    hypothesis = check.get("hypothesis") or {}
-    failure["hypothesis"] = {
-        "falsifying_example": hypothesis.get("falsifying_example") or "",
-        "reproduce_failure": hypothesis.get("reproduce_failure") or "",
-        "seed": hypothesis.get("seed"),
-    } if hypothesis else None
-    failure["backend"] = check.get("backend") or ""
+    failure = _failure(check["result"]["function"] or "check", {"result": check["result"], "inputs": check.get("inputs"), "reproduce": check["reproduce"]})
+    hypothesis = _dict(check.get("hypothesis"))
+    if "hypothesis" in check:
+        failure["hypothesis"] = {key: _text(hypothesis.get(key)) for key in ("falsifying_example", "reproduce_failure", "seed")}
+    failure["backend"] = _text(check.get("backend"))
     return failure
 
 
 # -- shared -------------------------------------------------------------------------------------
+# The record's required keys are validated (gradverify._record.validate); what a failure holds
+# inside (the worst element, the inputs, Hypothesis' notes) is optional, and a damaged file
+# may hold anything there: it is read through these, so that the page still renders.
+
+
+def _dict(value):
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value):
+    return value if isinstance(value, list) else []
+
+
+def _text(value):
+    return "" if value is None else value if isinstance(value, str) else json.dumps(value)
 
 
 def _failure(name, failure):
     """What a reader needs to act on one failure: input, worst element, values, how to rerun."""
-    result = failure.get("result")
-    inputs = failure.get("inputs")
+    result = _dict(failure.get("result"))
     worst = None
-    if result:
-        reports = [p for p in result.get("per_input", []) if p.get("worst")]
-        if reports:
-            # The input where the analytic side is most wrong: failures first, then the error.
-            p = max(reports, key=lambda p: (p.get("failures", 0), _number(p["worst"].get("rel_analytic_truth")) or 0.0, _number(p["worst"].get("rel_analytic_numerical")) or 0.0))
-            worst = {"input": p["name"], "shape": p.get("shape"), "dtype": p.get("dtype"), "rtol": p.get("rtol"), "index": None, "verdict": "", "step": None, "numerical_bracket": None, "truth_bracket": None, **p["worst"]}
+    reports = [p for p in _list(result.get("per_input")) if isinstance(p, dict) and isinstance(p.get("worst"), dict)]
+    if reports:
+        # The input where the analytic side is most wrong: failures first, then the error.
+        p = max(reports, key=lambda p: (_number(p.get("failures")) or 0.0, _number(p["worst"].get("rel_analytic_truth")) or 0.0, _number(p["worst"].get("rel_analytic_numerical")) or 0.0))
+        element = p["worst"]
+        worst = {
+            "input": _text(p.get("name")),
+            "shape": p.get("shape"),
+            "dtype": _text(p.get("dtype")),
+            "rtol": p.get("rtol"),
+            "index": [_text(i) if not isinstance(i, int) else i for i in element["index"]] if isinstance(element.get("index"), list) else None,
+            "verdict": _text(element.get("verdict")),
+            "step": element.get("step"),
+            "numerical_bracket": _pair(element.get("numerical_bracket")),
+            "truth_bracket": _pair(element.get("truth_bracket")),
+            **{key: element.get(key) for key in ("analytic", "numerical", "truth", *COMPARISONS)},
+        }
+    structural = [
+        {"kind": _text(s.get("kind")), "message": _text(s.get("message")), "input": s.get("input") if isinstance(s.get("input"), int) else None}
+        for s in _list(result.get("structural"))
+        if isinstance(s, dict)
+    ]
+    inputs = failure.get("inputs")
     return {
         "name": name,
         "inputs": [_array_text(a) for a in inputs] if isinstance(inputs, list) else [],
-        "params": failure.get("params") or {},
-        "report": failure.get("report") or "",
-        "structural": (result or {}).get("structural", []),
-        "blame": (result or {}).get("blame"),
+        "params": {_text(k): _text(v) for k, v in _dict(failure.get("params")).items()},
+        "report": _text(failure.get("report")),
+        "structural": structural,
+        "blame": result.get("blame") if result.get("blame") in ("analytic", "numerical") else None,
         "worst": worst,
-        "reproduce": failure.get("reproduce") or (result or {}).get("reproduce", ""),
+        "reproduce": _text(failure.get("reproduce") or result.get("reproduce")),
         "hypothesis": None,
         "backend": "",
     }
 
 
+def _pair(value):
+    return value if isinstance(value, list) and len(value) == 2 else None
+
+
 def _array_text(values):
     """An input as text: the numbers in full (up to SHOWN_ELEMENTS), or what a large one was."""
     if isinstance(values, dict):  # the plugin keeps only the shape of a large input
-        return f"array of shape {tuple(values.get('shape') or ())}, {values.get('dtype', '?')} (too large to keep)"
+        shape = values.get("shape")
+        shape = tuple(shape) if isinstance(shape, list) else shape
+        return f"array of shape {shape}, {_text(values.get('dtype', '?'))} (too large to keep)"
     try:
         a = np.asarray(values, dtype=float)
     except (ValueError, TypeError):
         return repr(values)
     return np.array2string(a, separator=", ", threshold=SHOWN_ELEMENTS, floatmode="unique", max_line_width=100)
+
+
+# What a damaged figure (a record edited by hand, or cut short) raises while it is drawn.
+_DAMAGED = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 
 
 def _figures(run):
@@ -313,11 +353,16 @@ def _figures(run):
         entry = data.get(key)
         if entry is None:
             continue
-        if "error" in entry:
-            out[key] = {"html": [], "notes": [f"this figure could not be computed: {entry['error']}"]}
+        if isinstance(entry, dict) and "error" in entry:
+            out[key] = {"html": [], "notes": [f"this figure could not be computed: {_text(entry['error'])}"]}
             continue
-        drawn = draw(entry)
-        out[key] = {"html": drawn if isinstance(drawn, list) else [drawn], "notes": list(entry.get("notes", []))}
+        try:
+            drawn = draw(entry)
+            notes = [_text(n) for n in _list(entry.get("notes"))]
+        except _DAMAGED as exc:
+            out[key] = {"html": [], "notes": [f"this figure's data in the record is damaged ({type(exc).__name__}: {exc})"]}
+            continue
+        out[key] = {"html": drawn if isinstance(drawn, list) else [drawn], "notes": notes}
     return out
 
 
@@ -325,21 +370,34 @@ def _critical(entry):
     """The critical-points demonstration: None without data, else ``{"notes", "points"}`` drawn."""
     if entry is None:
         return None
+    entry = _dict(entry) or {"error": "not an object"}
     if "error" in entry:
-        return {"notes": [f"the critical points could not be classified: {entry['error']}"], "points": []}
+        return {"notes": [f"the critical points could not be classified: {_text(entry['error'])}"], "points": []}
     points = []
-    for i, p in enumerate(entry.get("points", [])):
-        row = {"key": "", "title": "", "function": "", "point": "", "verdict": None, "error": None, "note": "", "escape": None, **p}
+    for i, p in enumerate(_list(entry.get("points"))):
+        p = _dict(p)
+        row = {key: _text(p.get(key)) for key in ("key", "title", "function", "point", "verdict", "note", "error")}
         if not row["error"]:
-            row["svg"] = _plots.eigenvalues(p, f"{i}")
-            escape = p.get("escape")
-            if escape:
-                row["escape"] = {
-                    **escape,
-                    "rows": [{"h": h, "actual": a, "predicted": q, "ratio": _ratio(a, q)} for h, a, q in escape["rows"]],
-                }
+            try:
+                row.update(_critical_numbers(p), svg=_plots.eigenvalues(p, f"{i}"))
+            except _DAMAGED as exc:
+                row["error"] = f"the data of this point in the record is damaged ({type(exc).__name__}: {exc})"
         points.append(row)
-    return {"notes": list(entry.get("notes", [])), "points": points}
+    return {"notes": [_text(n) for n in _list(entry.get("notes"))], "points": points}
+
+
+def _critical_numbers(p):
+    """A critical point's numbers for the page (raises one of _DAMAGED where they are damaged)."""
+    numbers = {key: p.get(key) for key in ("grad_norm", "gtol", "etol", "hessian_error")}
+    numbers["eigenvalues"] = [float(v) for v in p["eigenvalues"]]
+    escape = p.get("escape")
+    numbers["escape"] = None
+    if escape is not None:
+        numbers["escape"] = {
+            "eigenvalue": escape["eigenvalue"],
+            "rows": [{"h": h, "actual": a, "predicted": q, "ratio": _ratio(a, q)} for h, a, q in escape["rows"]],
+        }
+    return numbers
 
 
 def _ratio(a, b):
