@@ -148,7 +148,7 @@ def catalog_record(results, figures, *, interrupted=False):
             passed=False,
             failure={"inputs": [[0.5]], "params": {}, "report": "property: the schedule is not monotone", "result": None, "reproduce": "gradverify verify --ops broken_property --seed 1 --examples 8"},
         ),
-        _op(LONG_NAME, summary="a name longer than any column"),
+        {**_op(LONG_NAME, summary="a name longer than any column"), "truth_decided": 2, "origin": {"kind": "module", "source": "my_project/ops.py"}},
     ]
     return new_run("catalog", PROVENANCE, ops=ops, figures=figures, interrupted=interrupted)
 
@@ -274,6 +274,7 @@ def test_the_catalog_report_leads_with_what_the_run_verified(catalog):
     assert "gradverify verify --ops broken_cube --seed 1 --examples 8" in failures
     assert '<pre class="mono bad-text what-failed">property: the schedule is not monotone</pre>' in failures  # shown, not folded
     assert 'href="#failure-op-2"' in page and 'id="failure-op-2"' in page  # the row links to its failure
+    assert "truth decided (2)" in page and "(from the module my_project/ops.py)" in page  # a newer runner's keys
     # The errors per op are this run's; the demonstrations come after, behind a toggle, so labelled.
     errors = _between(page, 'id="errors"', "</section>")
     assert errors.count("<svg") == 1 and "broken_cube" in errors

@@ -158,7 +158,19 @@ def _op_row(i, o):
         "kinks": o["kinks"],
         "stats": stats,
         "seconds": _number(o["seconds"]),
+        # Optional keys of a newer runner: where the truth decided, and where a user's op came from.
+        "truth_decided": o.get("truth_decided") if isinstance(o.get("truth_decided"), int) and not isinstance(o.get("truth_decided"), bool) else 0,
+        "origin": _origin(o.get("origin")),
     }
+
+
+def _origin(origin):
+    """Where a user's op came from, in words ("" for the catalog's own)."""
+    origin = _dict(origin)
+    kind, source = _text(origin.get("kind")), _text(origin.get("source"))
+    if not kind or kind == "gradverify":
+        return ""
+    return f"from the {kind} {source}" if source else f"from {kind}"
 
 
 def _summary(ops):
