@@ -160,26 +160,15 @@ def _verify(args):
         except KeyboardInterrupt:
             stopped_in = "the figures"
     seconds = time.perf_counter() - started
-
-    prov = _record.provenance(
-        backend=args.backend,
-        device=_backend.describe_device(xp),
-        seed=seed,
-        seconds=seconds,
-        started=started_at,
-        command=command,
-        profile=profile_name,
-        examples_per_op=examples,
-        ops_pattern=args.ops,
-        modules=list(args.module),
-        check_options={name: getattr(options, name) for name in TEXT_SETTINGS},
-        interrupted_in=stopped_in,
-    )
-    run = _record.new_run("catalog", prov, ops=[o.to_dict() for o in outcomes], figures=figures, interrupted=stopped_in is not None)
-
-    print_summary(run, console)
-    _print_failures(run, console)
-    report_written = _write(run, json_path, report_path)
+    with _sigint_ignored():  # a moment: build, show and save what ran
+        run = _record_run(
+            args, xp, outcomes, figures=figures, stopped_in=stopped_in, seed=seed, seconds=seconds, started_at=started_at,
+            command=command, profile_name=profile_name, examples=examples, options=options,
+        )
+        print_summary(run, console)
+        _print_failures(run, console)
+        _record.write_run(run, json_path)
+    report_written = _write_report(run, report_path)
 
     failed = [o for o in run["ops"] if not o["passed"]]
     if stopped_in is not None:
@@ -197,6 +186,25 @@ def _verify(args):
     console.print(f"\n{verdict_line} in {seconds:.1f} s {where}", markup=False, highlight=False)
     console.print(f"run record in {json_path}, report in {report_path}", markup=False, highlight=False, soft_wrap=True)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _record_run(args, xp, outcomes, *, figures, stopped_in, seed, seconds, started_at, command, profile_name, examples, options):
+    """The run record (``gradverify-run/2``, kind catalog) of what ran."""
+    prov = _record.provenance(
+        backend=args.backend,
+        device=_backend.describe_device(xp),
+        seed=seed,
+        seconds=seconds,
+        started=started_at,
+        command=command,
+        profile=profile_name,
+        examples_per_op=examples,
+        ops_pattern=args.ops,
+        modules=list(args.module),
+        check_options={name: getattr(options, name) for name in TEXT_SETTINGS},
+        interrupted_in=stopped_in,
+    )
+    return _record.new_run("catalog", prov, ops=[o.to_dict() for o in outcomes], figures=figures, interrupted=stopped_in is not None)
 
 
 def _load_user_ops(modules):
@@ -234,31 +242,40 @@ def _run_ops(names, xp, *, examples, seed, options, console):
     display = _ProgressDisplay(console, len(names), examples) if console.is_terminal else _PlainDisplay(examples)
     with display:
         for name in names:
-            display.start(name)
             try:
+                display.start(name)
                 outcome = _runner.verify_op(catalog.get(name), xp, examples=examples, seed=seed, options=options, progress=display.progress)
+                outcomes.append(outcome)
+                display.done(outcome)
             except _runner.Interrupted as stop:
-                if stop.outcome is not None:  # a failure found, its shrinking cut short
+                if stop.outcome is not None:  # a failure found (perhaps not fully shrunk), or the op's last example done
                     outcomes.append(stop.outcome)
-                    display.done(stop.outcome, interrupted=True)
+                    display.done(stop.outcome)
                 else:
                     display.abandon()
                 return outcomes, name
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # between two ops
                 display.abandon()
                 return outcomes, name
-            outcomes.append(outcome)
-            display.done(outcome)
     return outcomes, None
 
 
-def _op_line(outcome, interrupted=False):
+def _examples(n):
+    return f"{n} example{'s' if n != 1 else ''}"
+
+
+def _shrink_words(outcome):
+    steps = f"{outcome.shrink_steps} step{'s' if outcome.shrink_steps != 1 else ''}"
+    return f"shrunk in {steps}" if outcome.failure is None or outcome.failure.get("shrunk", True) else f"shrinking interrupted after {steps}"
+
+
+def _op_line(outcome):
     """One line for a finished op: its name, verdict, examples, shrink steps and time."""
     line = Text(f"{visible(outcome.name):<{NAME_WIDTH}} ")
     line.append("ok" if outcome.passed else "FAILED", style="green" if outcome.passed else "bold red")
-    details = f"  {outcome.examples} example{'s' if outcome.examples != 1 else ''}"
+    details = f"  {_examples(outcome.examples)}"
     if outcome.shrink_steps or not outcome.passed:
-        details += f", {'shrinking interrupted after ' if interrupted else 'shrunk in '}{outcome.shrink_steps} step{'s' if outcome.shrink_steps != 1 else ''}"
+        details += f", {_shrink_words(outcome)}"
     line.append(f"{details}, {outcome.seconds:.1f} s")
     return line
 
@@ -288,10 +305,10 @@ class _PlainDisplay:
             self.shrinking = True
             print(f" failed at example {self.generated}; shrinking ...", end="", flush=True)
 
-    def done(self, outcome, interrupted=False):
+    def done(self, outcome):
         verdict = "ok" if outcome.passed else "FAILED"
-        steps = f", {'shrinking interrupted after' if interrupted else 'shrunk in'} {outcome.shrink_steps} steps" if not outcome.passed else ""
-        print(f" {verdict} ({outcome.examples} examples{steps}, {outcome.seconds:.1f} s)", flush=True)
+        steps = f", {_shrink_words(outcome)}" if not outcome.passed else ""
+        print(f" {verdict} ({_examples(outcome.examples)}{steps}, {outcome.seconds:.1f} s)", flush=True)
 
     def abandon(self):
         print(" interrupted", flush=True)
@@ -346,9 +363,9 @@ class _ProgressDisplay:
         if self.shrink_task is not None:
             self.progress_bar.remove_task(self.shrink_task)
 
-    def done(self, outcome, interrupted=False):
+    def done(self, outcome):
         self._clear()
-        self.progress_bar.console.print(_op_line(outcome, interrupted), highlight=False)
+        self.progress_bar.console.print(_op_line(outcome), highlight=False)
         self.done_ops += 1
         self.progress_bar.update(self.overall, advance=1, count=f"{self.done_ops}/{self.ops} ops")
 
@@ -415,7 +432,16 @@ def legend(ops):
 
 
 def print_summary(run, console):
-    """Print a run record's summary table and its legend."""
+    """Print a run record's summary table and its legend (a test run: its outcomes, counted)."""
+    if run["kind"] == "pytest":
+        counts = {}
+        for test in run["tests"]:
+            counts[test["outcome"]] = counts.get(test["outcome"], 0) + 1
+        console.print(f"a pytest run: {len(run['tests'])} tests" + "".join(f", {n} {outcome}" for outcome, n in counts.items()), markup=False, highlight=False)
+        for test in run["tests"]:
+            if test["outcome"] in _record.FAILING_OUTCOMES:
+                console.print(f"  {test['outcome'].upper()} {visible(test['nodeid'])}", markup=False, highlight=False, soft_wrap=True)
+        return
     if not run["ops"]:
         console.print("no op was checked", markup=False)
         return
@@ -438,13 +464,11 @@ def _print_failures(run, console):
         console.print(f"reproduce: {visible(failure['reproduce'])}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _write(run, json_path, report_path):
-    """Write the record (Ctrl-C held off for the moment that takes), then the HTML report
-    (which Ctrl-C may cut short: the record is already safe). True when the report was written."""
-    with _sigint_ignored():
-        _record.write_run(run, json_path)
+def _write_report(run, path):
+    """Write the HTML report, which Ctrl-C may cut short (the record is saved by then);
+    True when it was written."""
     try:
-        write_report(run, report_path)
+        write_report(run, path)
     except KeyboardInterrupt:
         return False
     return True

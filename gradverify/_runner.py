@@ -7,10 +7,13 @@ shrinks it, then replays the minimal example once), so ``examples`` never exceed
 number asked for and the shrink steps are counted apart.
 """
 
+import contextlib
 import dataclasses
 import fnmatch
 import functools
 import shlex
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -89,13 +92,55 @@ class _Failed(Exception):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`verify_op`. ``outcome`` is the op's failure found so far when the
-    interrupt came while shrinking it (its example not yet minimal), else None."""
+    """Ctrl-C during :func:`verify_op`. ``outcome`` is what it found when that is worth keeping:
+    the op's failure (``failure["shrunk"]`` False when shrinking was cut short), or the op's
+    whole verification when Ctrl-C came after its last example; else None."""
 
     def __init__(self, name, outcome=None):
         super().__init__(name)
         self.name = name
         self.outcome = outcome
+
+
+class _CtrlC:
+    """Ctrl-C, raised only where Hypothesis expects it: inside the test body.
+
+    A ``KeyboardInterrupt`` that lands in Hypothesis' own steps (drawing an example, the
+    shrinker's bookkeeping) can break its internal invariants and surface as another error;
+    there the interrupt waits for the next example to start. A second Ctrl-C while one waits
+    is raised at once.
+    """
+
+    def __init__(self):
+        self.in_body = False
+        self.pending = False
+
+    def handler(self, signum, frame):
+        if self.in_body or self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    @contextlib.contextmanager
+    def installed(self):
+        """Handle SIGINT here while inside, where Python's own handler is the one installed."""
+        if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self.handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @contextlib.contextmanager
+    def body(self):
+        self.in_body = True
+        try:
+            if self.pending:
+                raise KeyboardInterrupt
+            yield
+        finally:
+            self.in_body = False
 
 
 def select(patterns):
@@ -120,7 +165,8 @@ def check_example(op, example, xp, options=None, **overrides):
     """
     options = (options or CheckOptions()).replace(wrt=op.wrt, batched=op.batched, name=op.name)
     device_inputs = tuple(xp.asarray(a) for a in example.inputs)
-    forward = functools.partial(op.forward, **example.params)
+    # Without parameters the op's own forward, which the check's reproduce line can import.
+    forward = functools.partial(op.forward, **example.params) if example.params else op.forward
     return check_layer(forward, op.backward, *device_inputs, **{**options.as_kwargs(), **overrides})
 
 
@@ -181,6 +227,7 @@ def verify_op(op, xp, *, examples, seed, options=None, progress=None):
     outcome = OpOutcome(name=op.name, family=op.family, summary=op.summary, origin=where)
     started = time.perf_counter()
     failure = {}  # the latest failing example: while shrinking, the smallest so far
+    ctrl_c = _CtrlC()
 
     @settings(
         max_examples=examples,
@@ -195,6 +242,10 @@ def verify_op(op, xp, *, examples, seed, options=None, progress=None):
     @hypothesis_seed(seed)
     @given(op.examples())
     def run(example):
+        with ctrl_c.body():
+            _example(example)
+
+    def _example(example):
         shrinking = bool(failure)
         try:
             result = check_op(op, example, xp, options)
@@ -219,22 +270,25 @@ def verify_op(op, xp, *, examples, seed, options=None, progress=None):
         if failure and (failure["example"] is example):
             raise _Failed
 
-    try:
-        run()
-    except _Failed:
-        pass
-    except KeyboardInterrupt:
-        if not failure:
-            raise Interrupted(op.name) from None
-        _fail(outcome, op, failure, backend=backend, seed=seed, examples=examples, options=options, shrunk=False)
-        outcome.seconds = time.perf_counter() - started
-        raise Interrupted(op.name, outcome) from None
-    except Exception as exc:  # the strategy broke, or Hypothesis gave up (a flaky failure, say)
-        if not failure:
-            failure.update(example=None, result=None, kind="error", error=f"{type(exc).__name__}: {exc}")
+    finished = interrupted = False
+    with ctrl_c.installed():
+        try:
+            run()
+            finished = True
+        except _Failed:
+            finished = True
+        except KeyboardInterrupt:
+            interrupted = True
+        except Exception as exc:  # the strategy broke, or Hypothesis gave up (a flaky failure, say)
+            finished = True
+            if not failure:
+                failure.update(example=None, result=None, kind="error", error=f"{type(exc).__name__}: {exc}")
+    interrupted = interrupted or ctrl_c.pending
     if failure:
-        _fail(outcome, op, failure, backend=backend, seed=seed, examples=examples, options=options, shrunk=True)
+        _fail(outcome, op, failure, backend=backend, seed=seed, examples=examples, options=options, shrunk=finished)
     outcome.seconds = time.perf_counter() - started
+    if interrupted:
+        raise Interrupted(op.name, outcome if failure or finished else None)
     return outcome
 
 

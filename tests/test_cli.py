@@ -316,6 +316,18 @@ def test_a_malformed_run_prints_no_traceback(tmp_path):
     assert proc.stderr.startswith("gradverify: error: ") and proc.stderr.count("\n") == 1
 
 
+def test_report_of_a_test_run_counts_its_outcomes(tmp_path, capsys):
+    tests = [
+        {"nodeid": "tests/test_a.py::test_ok", "outcome": "passed", "duration": 0.1, "message": None, "checks": []},
+        {"nodeid": "tests/test_a.py::test_\u202ebad", "outcome": "failed", "duration": 0.2, "message": "boom", "checks": []},
+    ]
+    path = tmp_path / "run.json"
+    _record.write_run(_record.new_run("pytest", {}, tests=tests), path)
+    assert main(["report", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "a pytest run: 2 tests, 1 passed, 1 failed" in out and "FAILED tests/test_a.py::test_<U+202E>bad" in out
+
+
 def test_bidi_controls_in_names_print_visibly(tmp_path, capsys):
     name = "safe\u202eelif"
     path = tmp_path / "run.json"

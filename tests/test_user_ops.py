@@ -223,7 +223,7 @@ RETURNS_OPS = """
     import numpy as np
     from hypothesis import strategies as st
 
-    from gradverify.catalog import Op
+    from gradverify.catalog import Example, Op
 
     def ops():
         examples = st.lists(st.floats(-3, 3), min_size=1, max_size=4).map(lambda xs: Example((np.array(xs),)))
