@@ -187,6 +187,15 @@ def test_public_names():
         assert not hasattr(gradverify.report, gone)
 
 
+@pytest.mark.parametrize("name", ["gradverify.report", "gradverify.report._render", "gradverify.report._svg"])
+def test_docstring_examples_run(name):
+    import doctest
+    import importlib
+
+    outcome = doctest.testmod(importlib.import_module(name), report=False)
+    assert outcome.failed == 0 and outcome.attempted >= 1
+
+
 _RENDER_SAVED = """
 import sys
 from gradverify._record import read_run

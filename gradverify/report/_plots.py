@@ -149,7 +149,7 @@ def eigenvalues(point, key):
     for i, v in enumerate(lam):
         color = ZERO if abs(v) <= etol else (NEGATIVE if v < 0 else POSITIVE)
         fig.bar(i, v, color=color, half_width=half, mark="eigenvalue", title=f"λ{i + 1} = {v:.6g}")
-    fig.hline(0.0, color="#333333", dash="none", label="0")
+    fig.hline(0.0, color="#333333", dash="none")  # the y axis labels it; a label here would sit on a bar
     for color, label, used in ((NEGATIVE, "λ < 0", (lam < -etol).any()), (POSITIVE, "λ > 0", (lam > etol).any()), (ZERO, "|λ| ≤ etol (zero)", (np.abs(lam) <= etol).any())):
         if used:
             fig.legend(color, label)
