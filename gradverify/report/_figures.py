@@ -1,9 +1,15 @@
-"""The data behind the report's figures, computed during a ``gradverify verify`` run.
+"""The data behind a catalog report's demonstrations, computed during a ``gradverify verify`` run.
 
-Each figure is computed once, on the run's backend and with the catalog's own ops, and kept
-in the run's JSON (``run["figures"]``), so that a saved run renders again without
-recomputing anything (see :mod:`gradverify.report._plots` for the drawing). A figure that
-cannot be computed is kept as ``{"error": message}`` and the report shows the message.
+The demonstrations illustrate the method (the finite-difference step, optimizer paths,
+saturating activations, critical points); they do not depend on which ops a run verified,
+and the report shows them below what it verified, behind a toggle. Each is computed once,
+on the run's backend and with the catalog's own ops, and kept in the run's JSON
+(``run["figures"]``), so that a saved run renders again without recomputing anything (see
+:mod:`gradverify.report._plots` for the drawing). A figure that cannot be computed is kept
+as ``{"error": message}`` and the report shows the message.
+
+This module imports the catalog: :mod:`gradverify.report` loads it only when
+``compute_figures`` is first used, never to render a saved run.
 """
 
 import importlib
