@@ -223,15 +223,24 @@ def write_atomic(path, text):
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would hide a report from its readers
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide a report from its readers
         os.replace(temporary, path)
     except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # still open when fdopen itself failed; already closed otherwise
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
     return path
+
+
+def _process_umask():
+    umask = os.umask(0o022)  # the only way to read it is to set it: once, at import
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _process_umask()
 
 
 def write_run(run, path):
@@ -334,7 +343,7 @@ def _check(value, spec, source, where):
             _check(item, spec[0], source, f"{where}[{i}]")
     elif isinstance(spec, tuple):
         if not any(_matches(value, s) for s in spec):
-            choices = ", ".join("null" if s is None else s.__name__ if isinstance(s, type) else repr(s) for s in spec)
+            choices = ", ".join("null" if s is None else _describe(s) if isinstance(s, type) else repr(s) for s in spec)
             _bad(source, where, f"is {value!r}; it must be one of {choices}")
     elif not _matches(value, spec):
         _bad(source, where, f"is {value!r} (a JSON {_kind(value)}); it must be {_describe(spec)}")
