@@ -289,8 +289,13 @@ def test_check_output_path(tmp_path):
         check_output_path(blocker / "run.json", option="--gradverify-json")
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only directories")
-def test_check_output_path_read_only_directory(tmp_path):
+def test_check_output_path_unwritable_directory(tmp_path):
+    """A directory the process may not create files in: read-only by mode, or (as root, who
+    ignores modes) procfs, where nobody creates files."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        with pytest.raises(InvalidArgument, match="--json '/proc/self/run.json' cannot be written"):
+            check_output_path("/proc/self/run.json", option="--json")
+        return
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)
