@@ -107,8 +107,8 @@ def main(argv=None):
     except OSError as exc:  # an output that could be probed but not written after all
         print(f"gradverify: error: cannot write {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:  # before the ops run (imports, loading modules): nothing to write
-        print("gradverify: interrupted before any op ran; nothing written", file=sys.stderr)
+    except KeyboardInterrupt:  # before any op ran (loading modules, say), or in gradverify report
+        print("gradverify: interrupted (Ctrl-C); nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -274,7 +274,7 @@ def _op_line(outcome):
     line = Text(f"{visible(outcome.name):<{NAME_WIDTH}} ")
     line.append("ok" if outcome.passed else "FAILED", style="green" if outcome.passed else "bold red")
     details = f"  {_examples(outcome.examples)}"
-    if outcome.shrink_steps or not outcome.passed:
+    if outcome.shrink_steps:
         details += f", {_shrink_words(outcome)}"
     line.append(f"{details}, {outcome.seconds:.1f} s")
     return line
@@ -307,7 +307,7 @@ class _PlainDisplay:
 
     def done(self, outcome):
         verdict = "ok" if outcome.passed else "FAILED"
-        steps = f", {_shrink_words(outcome)}" if not outcome.passed else ""
+        steps = f", {_shrink_words(outcome)}" if outcome.shrink_steps else ""
         print(f" {verdict} ({_examples(outcome.examples)}{steps}, {outcome.seconds:.1f} s)", flush=True)
 
     def abandon(self):
@@ -330,6 +330,7 @@ class _ProgressDisplay:
         )
         self.ops = ops
         self.done_ops = 0
+        self.task = self.shrink_task = None
 
     def __enter__(self):
         self.progress_bar.__enter__()
@@ -359,9 +360,10 @@ class _ProgressDisplay:
         bar.update(self.shrink_task, completed=count, count=f"{count} step{'s' if count != 1 else ''}")
 
     def _clear(self):
-        self.progress_bar.remove_task(self.task)
-        if self.shrink_task is not None:
-            self.progress_bar.remove_task(self.shrink_task)
+        for task in (self.task, self.shrink_task):
+            if task is not None:
+                self.progress_bar.remove_task(task)
+        self.task = self.shrink_task = None
 
     def done(self, outcome):
         self._clear()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
+from hypothesis.errors import HypothesisException
 
 from gradverify import _backend, catalog
 from gradverify._check import check_layer
@@ -179,21 +180,17 @@ def check_op(op, example, xp, options=None):
     return result
 
 
-def reproduce_command(name, *, backend, seed, examples, options=None):
+def reproduce_command(name, *, backend, seed, examples, options=None, module=None):
     """The ``gradverify verify`` command line that runs op ``name`` again exactly: the
-    ``--module`` that registered it (when one did), the backend, the Hypothesis seed and
+    ``--module`` that registers it (when one does), the backend, the Hypothesis seed and
     examples, and every text setting of ``options`` that differs from its default.
 
-    >>> reproduce_command("relu", backend="numpy", seed=7, examples=10)
-    'gradverify verify --ops relu --backend numpy --seed 7 --examples 10'
+    >>> reproduce_command("my_op", backend="numpy", seed=7, examples=10, module="my_ops.py")
+    'gradverify verify --module my_ops.py --ops my_op --backend numpy --seed 7 --examples 10'
     """
     words = ["gradverify", "verify"]
-    try:
-        where = catalog.origin(name)
-    except InvalidArgument:  # an op that was never registered (a test's variant)
-        where = None
-    if where is not None and where.kind == "module":
-        words += ["--module", where.source]
+    if module is not None:
+        words += ["--module", module]
     words += ["--ops", name, "--backend", backend, "--seed", str(seed), "--examples", str(examples)]
     words += setting_args(options or CheckOptions())
     return shlex.join(words)
@@ -219,17 +216,18 @@ def verify_op(op, xp, *, examples, seed, options=None, progress=None):
     :class:`Interrupted`.
     """
     options = options or CheckOptions()
-    backend = _backend.backend_name(xp)
-    try:
-        where = dataclasses.asdict(catalog.origin(op.name)) if catalog.get(op.name) is op else {}
-    except InvalidArgument:
-        where = {}
-    outcome = OpOutcome(name=op.name, family=op.family, summary=op.summary, origin=where)
+    registered = op.name in catalog.names() and catalog.get(op.name) is op  # not a variant made for a test
+    where = catalog.origin(op.name) if registered else None
+    outcome = OpOutcome(name=op.name, family=op.family, summary=op.summary, origin=dataclasses.asdict(where) if where else {})
+    reproduce = reproduce_command(
+        op.name, backend=_backend.backend_name(xp), seed=seed, examples=examples, options=options,
+        module=where.source if where is not None and where.kind == "module" else None,
+    )
     started = time.perf_counter()
     failure = {}  # the latest failing example: while shrinking, the smallest so far
     ctrl_c = _CtrlC()
 
-    @settings(
+    hypothesis_settings = settings(
         max_examples=examples,
         phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
         deadline=None,
@@ -239,17 +237,18 @@ def verify_op(op, xp, *, examples, seed, options=None, progress=None):
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=False,
     )
-    @hypothesis_seed(seed)
-    @given(op.examples())
-    def run(example):
-        with ctrl_c.body():
-            _example(example)
 
-    def _example(example):
+    def body(example):
+        with ctrl_c.body():
+            check_one(example)
+
+    def check_one(example):
         shrinking = bool(failure)
         try:
             result = check_op(op, example, xp, options)
-        except (GradVerifyError, AssertionError) as exc:
+        except HypothesisException:
+            raise  # Hypothesis' own control flow (an assume() in the op's code, say)
+        except Exception as exc:  # the op's properties, or an error: a failure of this example
             kind = "property" if isinstance(exc, AssertionError) and not isinstance(exc, GradVerifyError) else "error"
             label = "property" if kind == "property" else type(exc).__name__
             failure.update(example=example, result=None, kind=kind, error=f"{label}: {exc}")
@@ -273,19 +272,23 @@ def verify_op(op, xp, *, examples, seed, options=None, progress=None):
     finished = interrupted = False
     with ctrl_c.installed():
         try:
+            run = hypothesis_settings(hypothesis_seed(seed)(given(op.examples())(body)))
             run()
             finished = True
         except _Failed:
             finished = True
         except KeyboardInterrupt:
             interrupted = True
-        except Exception as exc:  # the strategy broke, or Hypothesis gave up (a flaky failure, say)
+        except Exception as exc:  # the examples broke, or Hypothesis gave up (a flaky failure, say)
             finished = True
-            if not failure:
-                failure.update(example=None, result=None, kind="error", error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            if failure:
+                failure["note"] = f"Hypothesis ended with {error}"
+            else:
+                failure.update(example=None, result=None, kind="error", error=error)
     interrupted = interrupted or ctrl_c.pending
     if failure:
-        _fail(outcome, op, failure, backend=backend, seed=seed, examples=examples, options=options, shrunk=finished)
+        _fail(outcome, failure, reproduce=reproduce, shrunk=finished)
     outcome.seconds = time.perf_counter() - started
     if interrupted:
         raise Interrupted(op.name, outcome if failure or finished else None)
@@ -306,7 +309,7 @@ def _tally(outcome, result):
         outcome.rel_error.append(float(result.max_rel_error))
 
 
-def _fail(outcome, op, failure, *, backend, seed, examples, options, shrunk):
+def _fail(outcome, failure, *, reproduce, shrunk):
     example, result = failure["example"], failure["result"]
     outcome.passed = False
     outcome.blame = result.blame if result is not None else "analytic" if failure["kind"] == "property" else None
@@ -317,5 +320,7 @@ def _fail(outcome, op, failure, *, backend, seed, examples, options, shrunk):
         "params": {k: repr(v) for k, v in example.params.items()} if example is not None else {},
         "report": str(result) if result is not None else failure["error"],
         "result": result.to_dict() if result is not None else None,
-        "reproduce": reproduce_command(op.name, backend=backend, seed=seed, examples=examples, options=options),
+        "reproduce": reproduce,
     }
+    if "note" in failure:
+        outcome.failure["note"] = failure["note"]

@@ -454,6 +454,11 @@ def test_progress_bars_on_a_terminal(tmp_path, monkeypatch, capsys):
     assert "relu" in out and "sigmoid" in out and "all 2 ops verified" in out
 
 
+def _task(display, task_id):
+    (task,) = [t for t in display.progress_bar.tasks if t.id == task_id]
+    return task
+
+
 def test_the_progress_display_shows_shrinking_as_its_own_phase():
     console = Console(file=io.StringIO(), force_terminal=True, width=80)
     display = _ProgressDisplay(console, ops=1, examples=10)
@@ -461,12 +466,12 @@ def test_the_progress_display_shows_shrinking_as_its_own_phase():
         display.start("broken_square")
         for n in (1, 2, 3):
             display.progress("generate", n)
-        examples = display.progress_bar.tasks[display.task]
+        examples = _task(display, display.task)
         assert (examples.completed, examples.total, examples.fields["count"]) == (3, 10, "3/10")
         for n in range(1, 82):
             display.progress("shrink", n)
-        examples = display.progress_bar.tasks[display.task]
-        shrinking = display.progress_bar.tasks[display.shrink_task]
+        examples = _task(display, display.task)
+        shrinking = _task(display, display.shrink_task)
         assert examples.completed == examples.total == 3 and examples.fields["count"].startswith("3/10")  # never 81/10
         assert shrinking.description.startswith("  shrinking broken_square")
         assert (shrinking.total, shrinking.completed, shrinking.fields["count"]) == (None, 81, "81 steps")

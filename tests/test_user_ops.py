@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from gradverify import InvalidArgument, _record, _runner, catalog
 from gradverify.__main__ import main
-from gradverify.catalog import Op
+from gradverify.catalog import Example, Op
 
 BIN = Path(sys.executable).parent
 
@@ -288,3 +288,43 @@ def test_ctrl_c_while_shrinking_keeps_the_failure_found(tmp_path):
     assert (run["status"], run["passed"], op["passed"], op["failure"]["shrunk"]) == ("interrupted", False, False, False)
     assert op["failure"]["reproduce"].startswith("gradverify verify --module slow_ops.py --ops my_square ")
     assert "failing example (shrinking interrupted, not minimal)" in out
+
+
+# -- what a failure is ----------------------------------------------------------------------------
+
+
+def _square_op(name, **changes):
+    examples = st.lists(st.floats(-3, 3, allow_nan=False), min_size=1, max_size=3).map(lambda xs: Example((np.array(xs),)))
+    fields = {"forward": lambda x: (x * x, x), "backward": lambda dout, x: (2.0 * dout * x,), "examples": lambda: examples, **changes}
+    return Op(name, "layer", fields["forward"], fields["backward"], fields["examples"], "x**2", properties=changes.get("properties"))
+
+
+def _never_negative(example, xp):
+    (x,) = example.inputs
+    assert np.all(x >= 0), f"{x} has a negative element"
+
+
+def _raises(x):
+    raise ValueError("the forward broke")
+
+
+def _broken_strategy():
+    raise RuntimeError("no examples today")
+
+
+@pytest.mark.parametrize(
+    ("changes", "kind", "blame", "report"),
+    [
+        ({"properties": _never_negative}, "property", "analytic", "property: [-1.] has a negative element"),
+        ({"forward": _raises}, "error", None, "UserFunctionError"),
+        ({"examples": _broken_strategy}, "error", None, "RuntimeError: no examples today"),
+    ],
+)
+def test_properties_and_errors_are_failures_of_their_own_kind(changes, kind, blame, report):
+    import array_api_compat.numpy as xp
+
+    outcome = _runner.verify_op(_square_op("my_failing_square", **changes), xp, examples=20, seed=0)
+    assert (outcome.passed, outcome.blame, outcome.failure["kind"]) == (False, blame, kind)
+    assert report in outcome.failure["report"]
+    assert outcome.examples <= 20
+    assert outcome.failure["reproduce"] == "gradverify verify --ops my_failing_square --backend numpy --seed 0 --examples 20"
