@@ -20,7 +20,9 @@ HTML report renders one, now or later, from the document alone. Schema
     TEST  = {"nodeid": str, "outcome": one of OUTCOMES, "duration": float,
              "message": str | None,         # pytest's one-line reason (failures, skips)
              "checks": [CHECK], ...}
-    CHECK = {"result": VerificationResult.to_dict(), "reproduce": str, ...}
+    CHECK = {"result": VerificationResult.to_dict(), "reproduce": str,
+             "inputs"?: list | None, "backend"?: str | None,
+             "hypothesis"?: {"final": bool, "reproduce_failure"?, "falsifying_example"?, "seed"?}, ...}
 
 Floats that JSON cannot hold (NaN, infinities) are the strings ``"nan"``, ``"inf"``,
 ``"-inf"``. Entries may carry further keys; the ones above are required and typed, and
@@ -306,11 +308,18 @@ def validate(run, *, source="the run"):
 
 
 # A tiny structural schema: a Python type (bool is not a number here), a tuple of choices
-# (alternatives), a one-element list [SPEC] (a list of SPEC), a dict (required keys), or one
-# of the named kinds below.
+# (alternatives), a one-element list [SPEC] (a list of SPEC), a dict (its keys, required
+# unless they end in "?"), or one of the named kinds below.
 _NUMBER = "number"  # int, float or one of NONFINITE
 _STR_OR_NONE = (str, None)
-_CHECK = {"result": {"passed": bool, "blame": ("analytic", "numerical", None), "max_rel_error": _NUMBER, "function": _STR_OR_NONE, "per_input": [dict], "structural": [dict]}, "reproduce": str}
+_HYPOTHESIS = {"final": bool, "reproduce_failure?": str, "falsifying_example?": str, "seed?": _STR_OR_NONE}
+_CHECK = {
+    "result": {"passed": bool, "blame": ("analytic", "numerical", None), "max_rel_error": _NUMBER, "function": _STR_OR_NONE, "per_input": [dict], "structural": [dict]},
+    "reproduce": str,
+    "inputs?": (list, None),  # a failing check's inputs, or their shapes when large
+    "hypothesis?": _HYPOTHESIS,  # inside a @given test
+    "backend?": _STR_OR_NONE,
+}
 _TEST = {"nodeid": str, "outcome": OUTCOMES, "duration": _NUMBER, "message": _STR_OR_NONE, "checks": [_CHECK]}
 _OP = {
     "name": str,
@@ -333,7 +342,11 @@ def _check(value, spec, source, where):
         if not isinstance(value, dict):
             _bad(source, where, f"must be an object, not a JSON {_kind(value)}")
         for key, inner in spec.items():
+            optional = key.endswith("?")
+            key = key.rstrip("?")
             if key not in value:
+                if optional:
+                    continue
                 _bad(source, where, f"lacks the key {key!r}")
             _check(value[key], inner, source, f"{where}.{key}" if where else key)
     elif isinstance(spec, list):
