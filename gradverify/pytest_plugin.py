@@ -103,6 +103,7 @@ EXTRAS = ("cotangent", "target")
 # The most failing checks the terminal summary lists (the record has them all).
 SHOWN_FAILURES = 10
 WIDTH = 80
+NBSP = "\u00a0"
 
 _STATE = pytest.StashKey["_Session"]()
 _CHECKS = pytest.StashKey[list]()
@@ -521,9 +522,12 @@ class _Session:
     def provenance(self, exitstatus):
         config = self.config
         hypothesis = sys.modules.get("hypothesis")
+        if hypothesis is None and (self.deadline_off or any("hypothesis" in c for log in self.tests.values() for c in log.checks)):
+            import hypothesis  # an xdist controller: the workers ran @given tests, this process never imported it
         profile = None
         if hypothesis is not None:
             try:
+                hypothesis.settings.default  # loads the default profile where no test has (an xdist controller)
                 profile = hypothesis.settings.get_current_profile_name()
             except Exception:
                 profile = None
@@ -614,6 +618,9 @@ def _message(report, outcome):
     else:
         crash = getattr(report.longrepr, "reprcrash", None)
         text = crash.message if crash is not None else str(report.longrepr or "")
+        if crash is None:  # a collection error: its "E   " lines hold the exception, the last one its cause
+            causes = [line[1:].strip() for line in text.splitlines() if line.startswith("E ") and line[1:].strip()]
+            text = causes[-1] if causes else text
     line = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
     return line[:500] or None
 
@@ -695,8 +702,9 @@ def summary_lines(tests, *, interrupted=False, deadline_off=0, deadline_ms=200.0
     (command lines are never wrapped: they are for copying)."""
     lines = []
 
-    def say(text):
-        lines.extend(textwrap.wrap(text, width=width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
+    def say(text):  # a no-break space (NBSP) holds words together
+        wrapped = textwrap.wrap(text, width=width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+        lines.extend(line.replace(NBSP, " ") for line in wrapped)
 
     if interrupted:
         say("Interrupted: the run stopped early, so nothing is verified; the record holds the tests that finished.")
@@ -762,7 +770,8 @@ def _worst_element(result):
             worst = p.get("worst") or {}
             best = _error(error)
             verdict = worst.get("verdict", "?")
-            where = f", {_record.visible(p.get('name'))}, element {tuple(worst.get('index') or ())} ({_ELEMENT_VERDICTS.get(verdict, verdict)})"
+            index = str(tuple(worst.get("index") or ())).replace(" ", NBSP)
+            where = f", {_record.visible(p.get('name'))}, element {index} ({_ELEMENT_VERDICTS.get(verdict, verdict)})"
     structural = result.get("structural") or ()
     if not where and structural:
         where = f", {str(structural[0].get('kind')).replace('_', ' ')}"
