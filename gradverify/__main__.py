@@ -182,7 +182,7 @@ def _verify(args):
         )
         return EXIT_INTERRUPTED
     where = f"on {args.backend} (profile {profile_name}, seed {seed}, at most {examples} examples per op)"
-    verdict_line = f"{len(failed)} of {len(outcomes)} ops FAILED" if failed else f"all {len(outcomes)} ops verified"
+    verdict_line = f"{len(failed)} of {len(outcomes)} ops FAILED" if failed else ("the op verified" if len(outcomes) == 1 else f"all {len(outcomes)} ops verified")
     console.print(f"\n{verdict_line} in {seconds:.1f} s {where}", markup=False, highlight=False)
     console.print(f"run record in {json_path}, report in {report_path}", markup=False, highlight=False, soft_wrap=True)
     return EXIT_FAILED if failed else EXIT_OK
