@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 from array_api_compat import array_namespace
-from hypothesis import HealthCheck, find, given, settings
+from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NonInteractiveExampleWarning
 
@@ -281,3 +281,138 @@ def test_float_arrays_keeps_its_behaviour_for_the_catalog():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NonInteractiveExampleWarning)
         assert np.all(float_arrays((5,), positive=True).example() > 0)
+
+
+# -- shrinking: values shrink to simple ones, ties stay broken, magnitudes hold -----------------
+
+# Deterministic searches, no example database, no "explain" phase (slow on 128-choice arrays).
+SHRINK = settings(database=None, derandomize=True, max_examples=200, phases=[Phase.generate, Phase.shrink])
+
+
+def shrunk(strategy, condition=lambda x: True):
+    return np.asarray(find(strategy, condition, settings=SHRINK))
+
+
+def on_grid(x, denominator):
+    """Every element a multiple of 1/denominator: no jitter, no 17-digit values."""
+    return bool(np.all(x * denominator == np.round(x * denominator)))
+
+
+def distinct(x):
+    return np.unique(x).size == x.size
+
+
+def test_the_simplest_array_is_a_spread_of_halves_at_scale_one():
+    """Hypothesis' first and final example: the all-zero choices, seed 0, scale 10**0."""
+    expected = np.array([[0.0, 0.5, -0.5], [1.0, -1.0, 1.5]])
+    np.testing.assert_array_equal(shrunk(float_arrays((2, 3))), expected)  # scale drawn: shrinks to 1
+    np.testing.assert_array_equal(shrunk(float_arrays((2, 3), scale=10.0, specials=())), 10 * expected)
+    np.testing.assert_array_equal(shrunk(float_arrays((3,), scale=1e-3)), [0.0, 5e-4, -5e-4])
+    np.testing.assert_array_equal(shrunk(float_arrays((), scale=2.0)), np.array(0.0))
+
+
+def test_a_shrunk_failure_holds_simple_values():
+    """Formerly this shrank to the first draws of default_rng(0) (times 10): 1.257302210933933, ..."""
+    x = shrunk(float_arrays((2, 3), scale=1.0, specials=()), lambda x: x[0, 0] > 1)
+    assert 1 < x[0, 0] <= 1.5 and on_grid(x, 8) and distinct(x)
+    assert np.all(np.abs(x) <= 1.5)
+    y = shrunk(float_arrays((2, 3), specials=()), lambda x: x[1, 2] < -2)  # the scale is drawn too
+    assert y[1, 2] < -2 and on_grid(y, 8) and distinct(y)
+    # an element the spread of the rest does not reach: it alone moves, to a quarter
+    z = shrunk(float_arrays((4,), scale=1.0, specials=()), lambda x: x[3] > 1.5)
+    assert 1.5 < z[3] <= 2 and on_grid(z, 8) and distinct(z)
+
+
+def test_shrinking_never_makes_a_tie():
+    # Each condition pulls many elements to the same simplest value; they stay a step apart.
+    x = shrunk(float_arrays((4, 4), scale=1.0, specials=()), lambda x: np.sum(x > 0) >= 12)
+    assert np.sum(x > 0) >= 12 and distinct(x)
+    y = shrunk(float_arrays((3, 3), scale=1.0, specials=()), lambda x: np.sum(np.abs(x) < 0.3) >= 5)
+    assert np.sum(np.abs(y) < 0.3) >= 5 and distinct(y)
+    z = shrunk(float_arrays((4, 4), scale=1.0, specials=(), positive=True), lambda x: np.sum(x < 1) >= 6)
+    assert np.sum(z < 1) >= 6 and distinct(z) and np.all(z > 0)
+
+
+def test_large_arrays_shrink_past_the_drawn_elements():
+    """The elements past the first 64 come from the seed; seed 0 makes them a fine spread."""
+    x = shrunk(float_arrays((32, 64), scale=1.0, specials=()))
+    assert distinct(x) and on_grid(x, 512) and np.abs(x).max() <= 2.0
+    y = shrunk(float_arrays((32, 64), scale=1.0, specials=()), lambda x: x[0, 3] > 2.2)
+    assert y[0, 3] > 2.2 and distinct(y) and on_grid(y, 512) and np.abs(y).max() <= 2.5
+
+
+def test_shrunk_specials_are_their_plain_values_and_the_rest_moves_off_them():
+    large = shrunk(float_arrays((5,), scale=2.0), lambda x: np.abs(x).max() >= 1e4)
+    assert np.abs(large).max() == 2e4 and distinct(large)
+    tiny = shrunk(float_arrays((5,), scale=1.0), lambda x: np.any((x != 0) & (np.abs(x) < 1e-6)))
+    assert np.min(np.abs(tiny[tiny != 0])) == 1e-8 and distinct(tiny)
+    negative_zero = shrunk(float_arrays((5,), scale=1.0), lambda x: np.any(np.signbit(x) & (x == 0)))
+    assert np.sum(negative_zero == 0) == 1  # the drawn 0 moved off the planted -0.0
+    tie = shrunk(float_arrays((5,), scale=1.0), lambda x: not distinct(x))
+    assert np.unique(tie).size == tie.size - 1
+
+
+def test_shrunk_arrays_respect_bound_positive_and_scale():
+    inside = host(shrunk(S.arrays((6,), scale=1.0, bound=0.3)))
+    assert np.all(np.abs(inside) <= 0.3) and distinct(inside) and on_grid(inside, 64)
+    reaching = host(shrunk(S.arrays((5,), scale=1.0, bound=0.1), lambda x: np.abs(host(x)).max() > 0.09))
+    assert np.all(np.abs(reaching) <= 0.1) and distinct(reaching)
+    tight = host(shrunk(S.arrays((200,), scale=1e3, bound=1e-3, positive=True)))
+    assert np.all((tight > 0) & (tight <= 1e-3)) and distinct(tight)
+    positive = shrunk(float_arrays((6,), scale=1.0, positive=True))
+    np.testing.assert_array_equal(positive, [1.0, 1.5, 0.5, 2.0, 2.5, 3.0])
+    small = shrunk(float_arrays((8,), scale=1e-3, specials=()))
+    assert np.abs(small).max() <= 2e-3 and distinct(small)
+
+
+def test_other_strategies_shrink_to_simple_values_too():
+    np.testing.assert_array_equal(host(shrunk(S.labels(3, 4))), [0, 0, 0])
+    np.testing.assert_array_equal(host(shrunk(S.probabilities(2, 4))), np.full((2, 4), 0.25))
+    logits = host(shrunk(S.logits(2, 3, scale=1.0)))
+    np.testing.assert_array_equal(logits, [[0.0, 0.5, -0.5], [1.0, -1.0, 1.5]])
+    away = host(shrunk(S.away_from_kinks((3, 3), distinct=True, scale=1.0)))
+    gap = 1e-3 * np.sqrt(np.mean(away * away))
+    assert np.all(np.abs(away) >= 0.999 * gap) and np.min(np.diff(np.sort(away.reshape(-1)))) >= 0.999 * gap
+    ties = host(shrunk(S.with_ties((2, 3), scale=1.0)))
+    assert np.any(np.sum(ties == ties.max(axis=-1, keepdims=True), axis=-1) >= 2) and on_grid(ties, 2)
+
+
+# -- generation: continuous, roughly normal, never a tie without a planted special ----------------
+
+
+@settings(max_examples=60, database=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_arrays_without_tie_specials_never_repeat_a_value(data):
+    shape = data.draw(st.sampled_from([(1,), (2, 3), (8, 8), (70,), (32, 64)]))
+    kind = data.draw(st.sampled_from(["plain", "positive", "bound", "positive_bound", "large_tiny"]))
+    if kind == "plain":
+        x = data.draw(float_arrays(shape, specials=()))
+    elif kind == "positive":
+        x = data.draw(float_arrays(shape, specials=("tiny", "large"), positive=True))
+        assert np.all(x > 0)
+    elif kind == "large_tiny":
+        x = data.draw(float_arrays(shape, specials=("tiny", "large")))
+    else:
+        positive = kind == "positive_bound"
+        x = host(data.draw(S.arrays(shape, bound=0.3, specials=("tiny",), positive=positive)))
+        assert np.all(np.abs(x) <= 0.3) and (not positive or np.all(x > 0))
+    assert distinct(x) and np.all(np.isfinite(x))
+    # Planted zeros may repeat (0.0 == -0.0) and nothing else: the drawn values move off them.
+    z = data.draw(float_arrays(shape, scale=1.0, specials=("zero", "negative_zero")))
+    assert distinct(z[z != 0])
+
+
+def test_generated_values_are_continuous_and_roughly_normal():
+    values, lattice = [], []
+
+    @settings(max_examples=150, database=None, derandomize=True)
+    @given(float_arrays(st.sampled_from([(3, 4), (64,), (10, 20)]), scale=1.0, specials=()))
+    def collect(x):
+        values.append(x.reshape(-1))
+        lattice.append(on_grid(x, 512))
+
+    collect()
+    v = np.concatenate(values)
+    assert sum(lattice) <= 5  # seed 0 (no jitter) is the first example and a rare draw after it
+    assert abs(v.mean()) < 0.1 and 0.85 < v.std() < 1.15
+    assert 0.02 < np.mean(np.abs(v) > 2) < 0.08  # a standard normal: 0.046
