@@ -361,7 +361,7 @@ class _Session:
         config = self.config
         args = ["python", "-m", "pytest", item.nodeid]
         backend = getattr(getattr(item, "callspec", None), "params", {}).get("xp")
-        if isinstance(backend, str):
+        if backend in BACKENDS:  # the xp fixture's parameter: its id needs that backend selected
             args.append(f"{_flag('backends')}={backend}")
         for name in TEXT_SETTINGS:
             text, _ = _setting(config, name)
@@ -499,9 +499,9 @@ class _Session:
         for line in summary_lines(tests, interrupted=self.interrupted, deadline_off=len(self.deadline_off), deadline_ms=deadline_ms):
             tr.write_line(line)
         for kind, path in self.written:
-            tr.write_line(f"{kind} report: {path}")
+            tr.write_line(f"{kind} report: {_record.visible(path)}")
         for error in self.write_errors:
-            tr.write_line(error, red=True)
+            tr.write_line(_record.visible(error), red=True)
 
     # -- the run record ----------------------------------------------------------------------
 
