@@ -734,7 +734,7 @@ def summary_lines(tests, *, interrupted=False, deadline_off=0, deadline_ms=200.0
         say(
             f"Hypothesis deadline off for {_count(deadline_off, '@given test')} that "
             f"{'calls' if deadline_off == 1 else 'call'} gradcheck "
-            f"(a check takes longer than {deadline_ms:g} ms); set @settings(deadline=...) to choose one."
+            f"(a check can take longer than {deadline_ms:g} ms); set @settings(deadline=...) to choose one."
         )
     return lines
 

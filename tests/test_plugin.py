@@ -447,9 +447,11 @@ def test_gradcheck_inside_given_passes_and_shrinks_a_failure(pytester):
     assert wrong["message"].endswith("gradverify: FAILED: the analytic gradient is wrong (blame: analytic)")
 
 
-# Hypothesis' default settings: no deadline=None anywhere. SLOW_SIG takes well over the 200 ms
-# default per example (a check calls it dozens of times), so that only the plugin's handling
-# of the deadline lets the first two pass; the third chose its deadline and keeps it.
+# Hypothesis' default settings: no deadline=None anywhere. A check of slow_sig takes well over
+# the 200 ms default per example (it calls slow_sig at least 7 times), so that only the
+# plugin's handling of the deadline lets test_slow_but_right pass; test_chosen_deadline chose
+# its deadline and keeps it. (x stays away from 0: there, with truth="off", the finite
+# differences of a check cannot always resolve the gradient.)
 DEADLINE = """
 import time
 from array_api_compat import array_namespace
@@ -471,16 +473,16 @@ def test_readme_style(xp, gradcheck, data):
     gradcheck(tanh, tanh_vjp, data.draw(make_strategies(xp).arrays()))
 
 @settings(max_examples=3)
-@given(x=st.floats(-3, 3))
+@given(x=st.floats(0.5, 3))
 def test_slow_but_right(gradcheck, x):
     gradcheck(slow_sig, sig_vjp, np.array([x]), truth="off")
 
 @settings(max_examples=3, deadline=200, phases=[Phase.generate])
-@given(x=st.floats(-3, 3))
+@given(x=st.floats(0.5, 3))
 def test_chosen_deadline(gradcheck, x):
     gradcheck(slow_sig, sig_vjp, np.array([x]), truth="off")
 
-@given(x=st.floats(-3, 3))
+@given(x=st.floats(0.5, 3))
 def test_without_gradcheck(x):
     pass
 """
@@ -494,7 +496,7 @@ def test_default_hypothesis_settings_work_with_gradcheck(pytester, workers):
     result.stdout.fnmatch_lines(["*DeadlineExceeded*"])
     assert "test_user.py::test_chosen_deadline FAILED" in result.stdout.str() or "FAILED test_user.py::test_chosen_deadline" in result.stdout.str()
     section = _section_text(result.stdout.str())
-    assert "Hypothesis deadline off for 2 @given tests that call gradcheck (a check takes longer than 200 ms)" in section
+    assert "Hypothesis deadline off for 2 @given tests that call gradcheck (a check can take longer than 200 ms)" in section
     run = json.loads((pytester.path / "run.json").read_text())
     off = {t["nodeid"] for t in run["tests"] if t.get("hypothesis_deadline_off_ms") == 200.0}
     assert off == {"test_user.py::test_readme_style[numpy]", "test_user.py::test_slow_but_right"}
@@ -1027,7 +1029,7 @@ def test_summary_lines_in_words():
         "  differences could not resolve the gradient and there is no truth (max.",
         "  relative error inf).",
         "  reproduce: python -m pytest t.py::c",
-        "Hypothesis deadline off for 1 @given test that calls gradcheck (a check takes",
+        "Hypothesis deadline off for 1 @given test that calls gradcheck (a check can take",
         "  longer than 200 ms); set @settings(deadline=...) to choose one.",
     ]
     assert summary_lines([], interrupted=True) == [
