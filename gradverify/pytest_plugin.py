@@ -456,7 +456,15 @@ class _Session:
         self.interrupted = True
 
     def pytest_report_header(self, config):
-        origin = _setting(config, "backends")[1] or "default"
+        text, source = _setting(config, "backends")
+        if source is None:
+            origin = "default"
+        elif source == ENV_BACKENDS:
+            origin = f"{source}={text!r}"
+        elif source.startswith("ini"):
+            origin = f"{source} = {text}"
+        else:
+            origin = f"{source}={text}"
         return f"gradverify: xp backends {', '.join(self.backend_names)} ({origin})"
 
     def pytest_sessionfinish(self, session, exitstatus):
@@ -725,7 +733,7 @@ def summary_lines(tests, *, interrupted=False, deadline_off=0, deadline_ms=200.0
             outcome = "" if outcomes[nodeid] in _record.FAILING_OUTCOMES else f" (the test {outcomes[nodeid]})"
             say(
                 f"Failed check in {_record.visible(nodeid)}{outcome}: {_record.visible(result.get('function'))}: "
-                f"{_verdict(result)} (max. relative error {_error(result.get('max_rel_error')):.3g})."
+                f"{_verdict(result)} (max{NBSP}rel.{NBSP}error {_error(result.get('max_rel_error')):.3g})."
             )
             lines.append(f"  reproduce: {_record.visible(c['reproduce'])}")
         if len(failed) > SHOWN_FAILURES:
