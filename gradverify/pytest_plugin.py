@@ -7,8 +7,8 @@ Fixtures
     ``gradcheck.layer(forward, backward, *inputs)`` like ``assert_layer`` and
     ``gradcheck.grad(f, grad_f, *inputs)`` like ``assert_grad``. A failing check fails the
     test with :class:`gradverify.GradientMismatch`, whose message is the readable report and
-    whose last note is a command line that runs the test again. Every check is recorded
-    with its test. The fixture is session-scoped, so it works inside ``@given`` tests;
+    whose note ``gradverify: reproduce: ...`` is a command line that runs the test again.
+    Every check is recorded with its test. The fixture is session-scoped, so it works inside ``@given`` tests;
     inside one, each check also calls :func:`gradverify.strategies.target_error`, so that
     Hypothesis' targeted phase drifts toward inputs where the gradient is worst.
 ``xp``
