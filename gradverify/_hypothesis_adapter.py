@@ -5,8 +5,9 @@ The plugin needs a few things Hypothesis does not offer publicly:
 * the settings a ``@given`` test will run with, whether its deadline is Hypothesis' own
   default or one the user chose, and a way to turn that default deadline off (a gradient
   check often takes longer than the 200 ms default);
-* the build context of the example running (is it the final replay of a shrunk failure?)
-  and the ``@reproduce_failure(...)`` decorator of that example;
+* the build context of the example running (is it the final replay of a shrunk failure?),
+  the ``@reproduce_failure(...)`` decorator of that example, and the ``hypothesis.target``
+  labels it has used (for :func:`gradverify.strategies.target_error`);
 * the explain phase's line tracer, paused while a check runs;
 * the shrunk example's text, read from the notes Hypothesis adds to the failure.
 
@@ -15,7 +16,7 @@ Hypothesis: ``tests/test_plugin.py`` (the ``test_adapter_*`` tests) asserts ever
 against the installed Hypothesis, so that a change fails those tests loudly instead of
 quietly turning a feature off. Everything else in gradverify uses only public Hypothesis.
 
-Import this module only where Hypothesis is already imported: it imports Hypothesis.
+Import this module only where Hypothesis is (or may be) imported: it imports Hypothesis.
 """
 
 import contextlib
@@ -98,6 +99,12 @@ def reproduce_failure(context):
 
     choices = context.data.prefix
     return reproduction_decorator(choices) if choices else None
+
+
+def target_labels(context):
+    """The labels ``hypothesis.target`` was already called with in this example (a label may
+    be used once per example, so that a second check picks a new one)."""
+    return set(context.data.target_observations)
 
 
 # -- the explain phase's tracer ----------------------------------------------------------------

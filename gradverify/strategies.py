@@ -513,9 +513,11 @@ def target_error(result, *, label=None):
     if label is not None and not isinstance(label, str):
         raise InvalidArgument(f"label={label!r} must be a string")
     import hypothesis
-    from hypothesis.control import current_build_context
 
-    if not hypothesis.currently_in_test_context():
+    from gradverify import _hypothesis_adapter
+
+    context = _hypothesis_adapter.build_context()
+    if context is None:
         return None
     error = float(error)
     if math.isnan(error) or error == math.inf:
@@ -523,7 +525,7 @@ def target_error(result, *, label=None):
     else:
         score = max(math.log10(error) if error > 0 else TARGET_FLOOR, TARGET_FLOOR)
     base = label or f"gradverify: log10 max rel. error ({getattr(result, 'function', 'gradient')})"
-    seen = getattr(getattr(current_build_context(), "data", None), "target_observations", {})
+    seen = _hypothesis_adapter.target_labels(context)
     name, k = base, 1
     while name in seen:
         k += 1

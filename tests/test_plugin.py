@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import hypothesis
 from hypothesis import HealthCheck, Phase, given, reproduce_failure, settings
 from hypothesis import strategies as st
 
@@ -582,6 +583,21 @@ def test_adapter_build_context_final_replay_and_reproduce_failure():
     with pytest.raises(AssertionError):
         again()
     assert replayed == [10]
+
+
+def test_adapter_target_labels_are_those_of_the_example_running():
+    seen = []
+
+    @settings(DEFAULT, max_examples=3, database=None, phases=[Phase.generate])
+    @given(st.integers(0, 10))
+    def steered(n):
+        context = adapter.build_context()
+        before = adapter.target_labels(context)
+        hypothesis.target(float(n), label="first")
+        seen.append((before, adapter.target_labels(context)))
+
+    steered()
+    assert seen and all(before == set() and after == {"first"} for before, after in seen)
 
 
 def test_adapter_failure_notes_reads_draws_and_exception_groups():
