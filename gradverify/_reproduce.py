@@ -9,6 +9,8 @@ written inputs are the inputs, bit for bit. Otherwise the line is the same call 
 placeholders, followed by what is missing and why.
 """
 
+import functools
+import math
 import sys
 
 import numpy as np
@@ -35,14 +37,18 @@ def reproduce_line(entry, callables, placeholders, inputs, cotangent, options_te
     missing = []
     imports, names = {}, []
     for f, placeholder in zip(callables, placeholders):
-        where = importable(f)
+        partial = _partial_parts(f)
+        where = importable(partial[0] if partial else f)
         if where is None:
             missing.append(f"{placeholder} ({_describe(f)}) cannot be imported by name")
             names.append(placeholder)
-        else:
-            module, qualname = where
-            imports.setdefault(module, []).append(qualname.split(".")[0])
-            names.append(qualname)
+            continue
+        module, qualname = where
+        imports.setdefault(module, []).append(qualname.split(".")[0])
+        if partial:
+            imports.setdefault("functools", []).append("partial")
+            qualname = f"partial({', '.join([qualname, *partial[1]])})"
+        names.append(qualname)
     arrays = list(inputs) + ([cotangent] if cotangent is not None else [])
     size = sum(int(np.asarray(_backend.to_numpy(x)).size) for x in arrays)
     written = [write_array(x) for x in arrays]
@@ -77,6 +83,25 @@ def importable(f):
     if found is not f and getattr(found, "__func__", None) is not getattr(f, "__func__", f):
         return None
     return module, qualname
+
+
+def _partial_parts(f):
+    """``(func, argument texts)`` of a ``functools.partial`` whose arguments are literals
+    Python writes exactly (numbers, strings, booleans, None, tuples of them), else None."""
+    if not isinstance(f, functools.partial):
+        return None
+    values = list(f.args) + list(f.keywords.values())
+    if not all(_is_literal(v) for v in values):
+        return None
+    return f.func, [repr(a) for a in f.args] + [f"{k}={v!r}" for k, v in f.keywords.items()]
+
+
+def _is_literal(value):
+    if isinstance(value, tuple):
+        return all(_is_literal(v) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (bool, int, str))
 
 
 def write_array(x):
@@ -118,6 +143,8 @@ def _why_not_written(x):
 def _describe(f):
     qualname = getattr(f, "__qualname__", None) or type(f).__name__
     module = getattr(f, "__module__", None)
+    if isinstance(f, functools.partial):
+        return f"a functools.partial of {_describe(f.func)} with arguments that are not plain literals"
     if isinstance(qualname, str) and "<lambda>" in qualname:
         return "a lambda"
     if isinstance(qualname, str) and "<locals>" in qualname:

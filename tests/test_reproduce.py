@@ -43,6 +43,10 @@ USER_MODULE = textwrap.dedent(
         @staticmethod
         def square_vjp(v, x):
             return (v * x,)  # wrong: 2 v x
+
+        @staticmethod
+        def scaled(x, *, scale, label):
+            return scale * x
     """
 )
 
@@ -115,3 +119,18 @@ def test_a_line_that_cannot_run_by_itself_says_what_it_lacks(user):
 
     result = gradverify.check_layer(local_forward, lambda dout, x: (dout * x,), X)
     assert "local function local_forward" in result.reproduce and "*inputs" in result.reproduce
+
+
+def test_a_partial_with_literal_arguments_is_written_as_one(user):
+    """Catalog ops with parameters are checked through functools.partial(forward, **params)."""
+    import functools
+
+    m, directory = user
+    forward = functools.partial(m.affine_forward, X)  # an array argument: not a literal
+    result = gradverify.check_layer(forward, lambda dout, cache: (cache[0].T @ dout,), W32.astype(np.float64))
+    assert "forward (a functools.partial of affine_forward with arguments that are not plain literals) cannot be imported" in result.reproduce
+    forward = functools.partial(m.Layers.scaled, scale=2.0, label="plain")
+    result = gradverify.check_vjp(forward, m.Layers.square_vjp, X)
+    assert "from functools import partial" in result.reproduce
+    assert "partial(Layers.scaled, scale=2.0, label='plain')" in result.reproduce
+    assert _rerun(result.reproduce, directory).startswith("gradverify: FAILED: the analytic gradient is wrong")
