@@ -9,7 +9,8 @@ The plugin needs a few things Hypothesis does not offer publicly:
   the ``@reproduce_failure(...)`` decorator of that example, and the ``hypothesis.target``
   labels it has used (for :func:`gradverify.strategies.target_error`);
 * the explain phase's line tracer, paused while a check runs;
-* the shrunk example's text, read from the notes Hypothesis adds to the failure.
+* the shrunk example's text, read from the notes Hypothesis adds to the failure;
+* the environment variables that make Hypothesis think it runs in CI (for tests).
 
 Each reads a private attribute or relies on printed text, and may break in any release of
 Hypothesis: ``tests/test_plugin.py`` (the ``test_adapter_*`` tests) asserts every one of them
@@ -74,6 +75,15 @@ def deadline_is_hypothesis_default(settings):
 def turn_deadline_off(function):
     """Run the ``@given`` test ``function`` without a deadline, its other settings kept."""
     function._hypothesis_internal_use_settings = Settings(parent=settings_of(function), deadline=None)
+
+
+def ci_variables():
+    """The environment variables whose presence makes Hypothesis load its ``ci`` profile (no
+    deadline): ``CI``, tox's copy of it, GitHub's, GitLab's, ... (for tests that need
+    Hypothesis' own defaults in a subprocess)."""
+    from hypothesis import _settings
+
+    return tuple(_settings._CI_VARS)
 
 
 # -- the example running ---------------------------------------------------------------------

@@ -153,7 +153,9 @@ def project(tmp_path_factory):
 
 def _environment():
     """The user's environment: none of this project's settings, nothing of this checkout on the path."""
-    skip = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "GRADVERIFY_BACKENDS", "CI", "HYPOTHESIS_PROFILE", "VIRTUAL_ENV")
+    from gradverify import _hypothesis_adapter
+
+    skip = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "GRADVERIFY_BACKENDS", "HYPOTHESIS_PROFILE", "VIRTUAL_ENV", *_hypothesis_adapter.ci_variables())
     return {k: v for k, v in os.environ.items() if k not in skip}
 
 

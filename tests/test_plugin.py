@@ -60,7 +60,7 @@ def _cupy_usable():
 def _outer_settings_stay_out(monkeypatch):
     """The inner sessions see the plugin's own defaults, not this project's (or tox's) backends,
     and Hypothesis' own default profile in a subprocess."""
-    for name in ("GRADVERIFY_BACKENDS", "PYTEST_ADDOPTS", "CI", "HYPOTHESIS_PROFILE"):
+    for name in ("GRADVERIFY_BACKENDS", "PYTEST_ADDOPTS", "HYPOTHESIS_PROFILE", *adapter.ci_variables()):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -583,6 +583,19 @@ def test_adapter_build_context_final_replay_and_reproduce_failure():
     with pytest.raises(AssertionError):
         again()
     assert replayed == [10]
+
+
+def test_adapter_knows_the_variables_that_select_hypothesis_ci_profile(monkeypatch):
+    """CI, and tox's renamed copy of it, among them; without any, Hypothesis is not 'in CI'."""
+    from hypothesis._settings import is_in_ci
+
+    names = adapter.ci_variables()
+    assert "CI" in names and "__TOX_ENVIRONMENT_VARIABLE_ORIGINAL_CI" in names
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    assert not is_in_ci()
+    monkeypatch.setenv("__TOX_ENVIRONMENT_VARIABLE_ORIGINAL_CI", "true")
+    assert is_in_ci()
 
 
 def test_adapter_target_labels_are_those_of_the_example_running():
