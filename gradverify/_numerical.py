@@ -94,12 +94,20 @@ LADDER_STAGES = 3
 ROUGH_RTOL = 1e-3
 # Move the step when the error estimate exceeds this fraction of the tolerance.
 REFINE_FRACTION = 0.1
-# Bytes of perturbed inputs and outputs a block of unbatched rows aims at.
-BLOCK_BYTES = 2**22
+# Bytes of outputs a block of unbatched rows collects before they are contracted with the
+# cotangent: small enough to stay in cache (larger temporaries cost page faults).
+BLOCK_BYTES = 2**18
 # The most the step is moved in one refinement, either way; a growing step at most
 # MAX_STEP_GROWTH per refinement, so that each growth is checked at the scale it reaches.
 MAX_STEP_CHANGE = 1e3
 MAX_STEP_GROWTH = 32.0
+# The first stencil of a whole input is one centered difference per element (two
+# evaluations); its truncation error is bounded from probes that move GROUP_SIZE elements
+# at once at two steps (see settle_pending). A group's truncation, attributed to each of
+# its elements, must be below GROUP_FRACTION of what the element is allowed; else, and at
+# kink candidates, the elements get the second step of their own.
+GROUP_SIZE = 16
+GROUP_FRACTION = 0.5
 
 
 @dataclass
@@ -118,10 +126,15 @@ class Stencil:
     # kink (the one-sided slopes do not settle as the step shrinks). The estimate is NaN,
     # the bracket [-inf, inf] and kink False there: no value can agree with it.
     rough: np.ndarray = None
+    # Measured at one step only (the lazy first stencil, see elementwise): the truncation
+    # error is not known yet (infinite) until settle_pending bounds it.
+    pending: np.ndarray = None
 
     def __post_init__(self):
         if self.rough is None:
             self.rough = np.zeros(self.estimate.shape, dtype=bool)
+        if self.pending is None:
+            self.pending = np.zeros(self.estimate.shape, dtype=bool)
 
     @property
     def error(self):
@@ -237,7 +250,9 @@ class PhiEvaluator:
         self.xp = xp
         self.v = cotangent
         self.batched = batched
-        self.out = fn(*inputs) if out is None else out  # the caller may have evaluated fn already
+        # The caller may have evaluated fn already. A copy: fn may return the same scratch
+        # array on every call, or a view of its argument.
+        self.out = xp.asarray(fn(*inputs) if out is None else out, copy=True)
         self.calls = 1
         self.eps = float(xp.finfo(self.out.dtype).eps)
         weighted = self.out * cotangent
@@ -249,14 +264,26 @@ class PhiEvaluator:
         row_bytes = 8 * (sum(int(np.prod(x.shape)) for x in inputs) + out_size)
         # Three live copies per row: the perturbed inputs, the output, the product with v.
         self.rows_per_block = max(1, int(max_batch_bytes // (3 * row_bytes)))
+        # Unbatched rows made in place (one or a few elements each) only collect outputs.
+        self.rows_in_place = self.rows_per_block
         if not batched:
-            # fn sees one row at a time: a block only stacks outputs, so keep it near
-            # BLOCK_BYTES (memory stays a small multiple of the input on large arrays).
+            # fn sees one row at a time: a block only stacks perturbed inputs or collects
+            # outputs, so keep it near BLOCK_BYTES (in cache; memory a small multiple of the
+            # input on large arrays).
             self.rows_per_block = max(1, min(self.rows_per_block, BLOCK_BYTES // row_bytes))
+            self.rows_in_place = max(1, min(1 << 16, BLOCK_BYTES // (8 * max(out_size, 1))))
         self.flat = {}
+        self.host = {}
         # NumPy and CuPy assign through integer index arrays, a third of the work of the
         # array API's masked where (which array-api-strict needs).
         self.scatter = backend_name(xp) in ("numpy", "cupy")
+        # Unbatched one-element perturbations are made in place, in copies of the inputs that
+        # the evaluator owns, and undone after each call (see _phi_in_place): no copy of the
+        # whole input per call. Cleared for good if fn is seen to change its arguments.
+        self.in_place = self.scatter and not batched
+        self.buffers = {}
+        self.block = None
+        self.abs_v = None
 
     def noise(self, moved):
         """Modelled rounding noise of ``phi`` differences, from ``sum(|v| * max(|fn|, 1))`` over
@@ -272,16 +299,32 @@ class PhiEvaluator:
             self.flat[i] = self.xp.reshape(self.inputs[i], (-1,))
         return self.flat[i]
 
-    def phi(self, rows, make_rows):
+    def _host(self, i):
+        """The flattened input ``i`` on the host (float64 sums for in-place perturbations)."""
+        if i not in self.host:
+            self.host[i] = np.asarray(to_numpy(self._flat(i)), dtype=np.float64)
+        return self.host[i]
+
+    def _buffer(self, i):
+        """``(array fn sees, its flat view)``: the evaluator's own copy of input ``i``."""
+        if i not in self.buffers:
+            xp = self.xp
+            own = xp.asarray(self.inputs[i], copy=True)
+            flat = xp.reshape(own, (-1,))
+            self.buffers[i] = (own, flat)
+        return self.buffers[i]
+
+    def phi(self, rows, make_rows, sparse=False):
         """``phi(x') - phi(x)`` at ``rows`` perturbations, and ``sum(|v * fn(x')|)`` over the
         outputs each one changed; ``make_rows(start, stop)`` builds a block of them.
 
-        A block is ``{i: OneHot or Dense}``, the rows of perturbations of the flattened
-        wrt input ``i``.
+        A block is ``{i: OneHot, Sparse or Dense}``, the rows of perturbations of the flattened
+        wrt input ``i``; ``sparse`` says that they are OneHot or Sparse (unbatched, they are
+        made in place and a block only collects outputs).
         """
         diff = np.empty(rows, dtype=np.float64)
         moved = np.empty(rows, dtype=np.float64)
-        step = self.rows_per_block
+        step = self.rows_in_place if sparse and self.in_place else self.rows_per_block
         for start in range(0, rows, step):
             stop = min(rows, start + step)
             diff[start:stop], moved[start:stop] = self._phi_chunk(make_rows(start, stop))
@@ -313,12 +356,17 @@ class PhiEvaluator:
         Written so that at most about three output-sized temporaries live at once.
         """
         xp = self.xp
-        d = y - self.out
-        diff = xp.sum(xp.reshape(d * self.v, (rows, -1)), axis=1)
+        if self.abs_v is None:
+            self.abs_v = xp.reshape(xp.abs(self.v), (-1,))
+            self.flat_v = xp.reshape(self.v, (-1,))
+            self.flat_out = xp.reshape(self.out, (-1,))
+        y = xp.reshape(y, (rows, -1))
+        d = y - self.flat_out
+        diff = xp.sum(d * self.flat_v, axis=1)
         changed = d != 0
         del d
-        touched = xp.where(changed, xp.maximum(xp.abs(y), 1.0), 0.0) * xp.abs(self.v)
-        moved = xp.sum(xp.reshape(touched, (rows, -1)), axis=1)
+        touched = xp.where(changed, xp.maximum(xp.abs(y), 1.0), 0.0)
+        moved = xp.sum(touched * self.abs_v, axis=1)
         return to_numpy(diff), to_numpy(moved)
 
     def _phi_chunk_unguarded(self, chunk):
@@ -340,23 +388,82 @@ class PhiEvaluator:
                 )
                 raise InvalidArgument(msg)
             return self._contract(y, rows)
+        if self.in_place and all(isinstance(entry, (OneHot, Sparse)) for entry in chunk.values()):
+            got = self._phi_in_place(chunk, rows)
+            if got is not None:
+                return got
         outs = []
         for r in range(rows):
             args = list(self.inputs)
             for i, entry in chunk.items():
                 args[i] = xp.reshape(self._perturbed(i, entry.row(r), device)[0, ...], self.inputs[i].shape)
             y = self._call_fn(*args)
-            if tuple(y.shape) != tuple(self.out.shape):
-                msg = f"fn returned shape {tuple(y.shape)} at a perturbed point of the finite differences but {tuple(self.out.shape)} at x; its output shape must not depend on the input's values"
-                raise UserFunctionError(msg)
+            self._check_shape(y)
             outs.append(y)
         # One row (large inputs) needs no stacked copy of its output.
         return self._contract(xp.reshape(outs[0], (1, *self.out.shape)) if rows == 1 else xp.stack(outs), rows)
+
+    def _check_shape(self, y):
+        if tuple(y.shape) != tuple(self.out.shape):
+            msg = f"fn returned shape {tuple(y.shape)} at a perturbed point of the finite differences but {tuple(self.out.shape)} at x; its output shape must not depend on the input's values"
+            raise UserFunctionError(msg)
+
+    def _phi_in_place(self, chunk, rows):
+        """One-element perturbations made in the evaluator's own copies of the inputs and undone
+        after each call; each output is copied into a preallocated block before the next
+        perturbation (fn may return a view of its argument, or the same array every call).
+
+        Returns None, and stops working in place for good, where fn changed its arguments: the
+        block is then evaluated again from fresh copies, as fn would see them from the caller.
+        """
+        xp = self.xp
+        if self.block is None or self.block.shape[0] < rows:
+            self.block = xp.empty((max(rows, self.rows_in_place), *self.out.shape), dtype=self.out.dtype, device=device_of(self.out))
+        block = self.block
+        args = list(self.inputs)
+        plan = []
+        for i, entry in chunk.items():
+            own, flat = self._buffer(i)
+            args[i] = own
+            host = self._host(i)
+            if isinstance(entry, OneHot):
+                columns = entry.columns.tolist()
+                plan.append((flat, columns, (host[entry.columns] + entry.deltas).tolist(), host[entry.columns].tolist()))
+            else:
+                device = device_of(own)
+                columns = [xp.asarray(c, device=device) for c in entry.columns]
+                values = [xp.asarray(host[c] + d, device=device) for c, d in zip(entry.columns, entry.deltas)]
+                plan.append((flat, columns, values, [xp.asarray(host[c], device=device) for c in entry.columns]))
+        try:
+            for r in range(rows):
+                for flat, columns, values, _ in plan:
+                    flat[columns[r]] = values[r]
+                y = self._call_fn(*args)
+                self._check_shape(y)
+                block[r, ...] = y
+                for flat, columns, _, originals in plan:
+                    flat[columns[r]] = originals[r]
+        finally:
+            intact = all(bool(xp.all(self._buffer(i)[0] == self.inputs[i])) for i in chunk)
+            if not intact:
+                self.in_place = False
+                self.buffers = {}
+        if not intact:
+            return None
+        return self._contract(block[:rows, ...], rows)
 
     def _perturbed(self, i, entry, device):
         """The flattened input ``i`` perturbed by each row of ``entry``: ``(rows, n_i)``."""
         xp = self.xp
         flat = self._flat(i)[None, :]
+        if isinstance(entry, Sparse):
+            if not self.scatter:
+                return flat + xp.asarray(entry.dense(flat.shape[1]), device=device)
+            rows = xp.asarray(xp.broadcast_to(flat, (len(entry), flat.shape[1])), copy=True)
+            for r, (c, d) in enumerate(zip(entry.columns, entry.deltas)):
+                c = xp.asarray(c, device=device)
+                rows[r, c] = flat[0, c] + xp.asarray(d, device=device)
+            return rows
         if isinstance(entry, OneHot):
             # x_k + delta as the host computed it for the step; every other element exact.
             columns = xp.asarray(entry.columns, device=device)
@@ -385,6 +492,26 @@ class OneHot:
 
 
 @dataclass
+class Sparse:
+    """Rows that each shift a few elements (``columns[r]``, an index array) by ``deltas[r]``."""
+
+    columns: list
+    deltas: list
+
+    def __len__(self):
+        return len(self.columns)
+
+    def row(self, r):
+        return Sparse(self.columns[r : r + 1], self.deltas[r : r + 1])
+
+    def dense(self, n):
+        out = np.zeros((len(self), n))
+        for r, (c, d) in enumerate(zip(self.columns, self.deltas)):
+            out[r, c] = d
+        return out
+
+
+@dataclass
 class Dense:
     """Rows of dense perturbations ``deltas`` (``(rows, n)``)."""
 
@@ -407,7 +534,7 @@ def _evaluate_elementwise(evaluator, i, idx, tp, tm):
     def make_rows(start, stop):
         return {i: OneHot(columns[start:stop], signed[start:stop])}
 
-    diff, moved = evaluator.phi(signed.size, make_rows)
+    diff, moved = evaluator.phi(signed.size, make_rows, sparse=True)
     diff = diff.reshape(n, levels, 2)
     return diff[:, :, 0], diff[:, :, 1], moved.reshape(n, -1).max(axis=1)
 
@@ -427,17 +554,23 @@ def _evaluate_directional(evaluator, directions, ts):
     return diff[:, :, 0], diff[:, :, 1], moved.reshape(n, -1).max(axis=1)
 
 
-def elementwise(evaluator, i, x_host, richardson, indices=None, step=None):
+def elementwise(evaluator, i, x_host, richardson, indices=None, step=None, *, lazy=True):
     """Finite differences of ``phi`` with respect to each element of wrt input ``i``.
 
     ``x_host`` is the flattened float64 input on the host. ``indices`` restricts to some
     elements and ``step`` overrides the first step per element (both used by refinement).
+    With ``lazy`` (central differences only) each element gets one centered difference at
+    its first step, two evaluations, and is ``pending``: its truncation error is unknown
+    (infinite) until :func:`refine_elementwise` bounds it (:func:`settle_pending`).
+    Otherwise every element gets the full stencil.
     """
     n = x_host.size
     idx = np.arange(n) if indices is None else indices
     if step is None:
         base = BASE_STEP_RICHARDSON if richardson else BASE_STEP
         step = base * step_scale(x_host)[idx]
+    if lazy and not richardson:
+        return _first_level(evaluator, i, x_host, idx, step)
     fr = fractions(richardson)
     xk = x_host[idx]
     tp = np.empty((idx.size, len(fr)))
@@ -446,6 +579,153 @@ def elementwise(evaluator, i, x_host, richardson, indices=None, step=None):
         tp[:, j], tm[:, j] = actual_steps(xk, step * f)
     plus, minus, moved = _evaluate_elementwise(evaluator, i, idx, tp, tm)
     return combine(plus, minus, tp, tm, evaluator.noise(moved), richardson, moved == 0)
+
+
+def _first_level(evaluator, i, x_host, idx, step):
+    """One centered difference per element at ``step``: a pending :class:`Stencil`."""
+    tp, tm = actual_steps(x_host[idx], step)
+    plus, minus, moved = _evaluate_elementwise(evaluator, i, idx, tp[:, None], tm[:, None])
+    plus, minus = plus[:, 0], minus[:, 0]
+    model = evaluator.noise(moved)
+    with np.errstate(invalid="ignore", over="ignore"):
+        span = tp + tm
+        right, left = plus / tp, -minus / tm
+        sided_round = model / np.minimum(tp, tm)
+        st = Stencil(
+            estimate=(plus - minus) / span,
+            trunc=np.full(idx.size, np.inf),
+            rounding=2.0 * model / span,
+            lo=np.minimum(left, right) - sided_round,
+            hi=np.maximum(left, right) + sided_round,
+            kink=np.zeros(idx.size, dtype=bool),
+            step=tp.copy(),
+            still=moved == 0,
+            pending=np.ones(idx.size, dtype=bool),
+        )
+    st.level0 = {"plus": plus, "minus": minus, "tp": tp, "tm": tm, "moved": moved, "nominal": np.asarray(step, dtype=np.float64) * np.ones(idx.size)}
+    return st
+
+
+def settle_pending(evaluator, i, x_host, first, allowed):
+    """Bound the truncation error of the pending elements of ``first`` (updates it); returns how
+    many elements got the second step of their own.
+
+    A centered difference at one step ``h`` says nothing about its truncation error
+    ``h**2 * phi_kkk / 6``, nor whether the one-sided slopes differ because of curvature or a
+    kink. So:
+
+    * **Kink candidates**, where the one-sided slopes ``R = (phi(x + h) - phi(x)) / h`` and
+      ``L`` differ by more than ``KINK_RTOL`` of their size (and the noise), elements where
+      no output moved, and elements whose modelled rounding alone is too large, get the
+      second step ``h/2`` of their own: the full stencil of :func:`combine`, as if computed
+      eagerly.
+    * The others are probed in groups of ``GROUP_SIZE``: the direction ``u`` that moves each
+      element of the group by its own step, with random signs, gets a centered difference at
+      ``t = 1`` and ``t = 1/2`` (four evaluations per group). Its truncation at ``t = 1``,
+      ``T = 4 |C(1) - C(1/2)| / 3``, holds each element's own term ``h_k * tau_k`` (plus the
+      cross terms of the group), so ``T / h_k`` bounds element ``k``'s truncation unless
+      terms cancel. Where that is below ``GROUP_FRACTION`` of what the element is
+      ``allowed``, and the group shows no kink, it is the element's truncation error;
+      otherwise the group's elements get the second step of their own.
+    * The rounding of an element probed in a group comes from its modelled noise ``m_k`` and
+      the group's sampled noise ``s`` (its fourth difference, as in :func:`combine`) over the
+      group's model ``m``: ``max(m_k, s * sqrt(m_k / m))``. Noise adds in quadrature over the
+      outputs a step moves, which the models weigh: a group that moves 16 outputs of an
+      elementwise op has four times the noise of one element, one that moves the single
+      output of a mean the same.
+    """
+    pend = np.flatnonzero(first.pending)
+    if not pend.size:
+        return 0
+    data = {k: v[pend] for k, v in first.level0.items()}
+    tp, tm, h = data["tp"], data["tm"], data["nominal"]
+    model = evaluator.noise(data["moved"])
+    allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), first.estimate.shape)[pend]
+    with np.errstate(invalid="ignore", over="ignore"):
+        right, left = data["plus"] / tp, -data["minus"] / tm
+        central = first.estimate[pend]
+        jump = np.abs(right - left)
+        jump_noise = 64.0 * model / np.minimum(tp, tm)
+        size = np.maximum(np.maximum(np.abs(right), np.abs(left)), np.abs(central))
+        own = (jump > KINK_RTOL * size) & (jump > jump_noise)
+        own |= (data["moved"] == 0) | ~np.isfinite(central) | ~(first.rounding[pend] <= GROUP_FRACTION * allowed)
+    rest = np.flatnonzero(~own)
+    if rest.size:
+        flagged, trunc, ratio = _probe_groups(evaluator, i, x_host, pend[rest], h[rest], allowed[rest])
+        own[rest[flagged]] = True
+        ok = rest[~flagged]
+        k = pend[ok]
+        noise = np.maximum(model[ok], ratio[~flagged] * np.sqrt(model[ok]))
+        first.trunc[k] = trunc[~flagged]
+        first.rounding[k] = 2.0 * noise / (tp[ok] + tm[ok])
+        sided_round = noise / np.minimum(tp[ok], tm[ok])
+        lo, hi = np.minimum(right[ok], left[ok]), np.maximum(right[ok], left[ok])
+        first.lo[k], first.hi[k] = lo - sided_round, hi + sided_round
+        first.pending[k] = False
+    esc = np.flatnonzero(own)
+    if esc.size:
+        idx = pend[esc]
+        tp1, tm1 = actual_steps(x_host[idx], h[esc] * 0.5)
+        plus1, minus1, moved1 = _evaluate_elementwise(evaluator, i, idx, tp1[:, None], tm1[:, None])
+        moved = np.maximum(data["moved"][esc], moved1)
+        full = combine(
+            np.stack([data["plus"][esc], plus1[:, 0]], axis=1),
+            np.stack([data["minus"][esc], minus1[:, 0]], axis=1),
+            np.stack([tp[esc], tp1], axis=1),
+            np.stack([tm[esc], tm1], axis=1),
+            evaluator.noise(moved),
+            False,
+            moved == 0,
+        )
+        first.take(idx, full, np.ones(idx.size, dtype=bool))
+    first.pending[pend] = False
+    return int(esc.size)
+
+
+def _probe_groups(evaluator, i, x_host, idx, h, allowed):
+    """Group probes of :func:`settle_pending` for elements ``idx`` with nominal steps ``h``:
+    ``(flagged, truncation, s / sqrt(m))`` per element (its group's sampled noise over the
+    square root of the group's modelled noise)."""
+    n = idx.size
+    rng = np.random.default_rng([0x6EAD, n])
+    order = rng.permutation(n)
+    signs = rng.choice(np.array([-1.0, 1.0]), size=n)
+    groups = np.array_split(order, max(1, -(-n // GROUP_SIZE)))
+    columns, deltas = [], []
+    for g in groups:
+        c, sg, x = idx[g], signs[g], x_host[idx[g]]
+        for t in (1.0, 0.5):
+            tp, tm = actual_steps(x, h[g] * t)
+            up = np.where(sg > 0, tp, -tm)
+            down = np.where(sg > 0, -tm, tp)
+            columns += [c, c]
+            deltas += [up, down]
+
+    def make_rows(start, stop):
+        return {i: Sparse(columns[start:stop], deltas[start:stop])}
+
+    diff, moved = evaluator.phi(len(columns), make_rows, sparse=True)
+    diff = diff.reshape(len(groups), 2, 2)
+    moved = moved.reshape(len(groups), -1).max(axis=1)
+    plus, minus = diff[:, :, 0], diff[:, :, 1]
+    ts = np.tile(np.array([1.0, 0.5]), (len(groups), 1))
+    model = evaluator.noise(moved)
+    gs = combine(plus, minus, ts, ts.copy(), model, False, moved == 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        fourth = np.abs(plus[:, 0] - 4.0 * plus[:, 1] - 4.0 * minus[:, 1] + minus[:, 0])
+        sampled = 2.0 * np.maximum(fourth, np.median(fourth))
+        ratio_g = np.nan_to_num(sampled / np.sqrt(model), nan=np.inf)
+        trunc_g = 4.0 * gs.trunc  # of the centered difference at t = 1, each element's own step
+        budget_g = np.array([np.min(h[g] * allowed[g]) for g in groups])
+        bad_g = gs.kink | gs.still | ~np.isfinite(gs.estimate) | ~(trunc_g <= GROUP_FRACTION * budget_g)
+    flagged = np.empty(n, dtype=bool)
+    trunc = np.empty(n)
+    ratio = np.empty(n)
+    for k, g in enumerate(groups):
+        flagged[g] = bad_g[k]
+        trunc[g] = trunc_g[k] / h[g]
+        ratio[g] = ratio_g[k]
+    return flagged, trunc, ratio
 
 
 def _ladder_steps(t0, levels=LADDER_LEVELS):
@@ -620,16 +900,17 @@ def refine_elementwise(evaluator, i, x_host, richardson, first, target, resoluti
         xk = np.abs(x_host[redo])
         step = first.step[redo] / 1e3
         step = np.where(xk > 0, np.minimum(step, base * xk), step)
-        second = elementwise(evaluator, i, x_host, richardson, indices=redo, step=step)
+        second = elementwise(evaluator, i, x_host, richardson, indices=redo, step=step, lazy=False)
         first.take(redo, second, np.ones(redo.size, dtype=bool))
         redone += redo.size
     if resolution is None:
         resolution = REFINE_FRACTION * 1e-7 * gradient_size(first.estimate)
+    redone += settle_pending(evaluator, i, x_host, first, np.maximum(target, resolution))
     # A growing step stops at half the distance to 0, where most kinks and domain edges lie.
     bound = np.where(x_host != 0, np.abs(x_host) / 2, np.inf)
 
     def run(idx, step):
-        return elementwise(evaluator, i, x_host, richardson, indices=idx, step=step)
+        return elementwise(evaluator, i, x_host, richardson, indices=idx, step=step, lazy=False)
 
     def examine(idx, cand):
         return examine_elementwise(evaluator, i, x_host, richardson, idx, cand)
@@ -711,7 +992,7 @@ def cross_check(evaluator, i, x_host, richardson, first, indices):
         return
     estimates = [first.estimate[indices]]
     for factor in (16.0, 1 / 16.0):
-        estimates.append(elementwise(evaluator, i, x_host, richardson, indices=indices, step=first.step[indices] * factor).estimate)
+        estimates.append(elementwise(evaluator, i, x_host, richardson, indices=indices, step=first.step[indices] * factor, lazy=False).estimate)
     estimates = np.array(estimates)
     with np.errstate(invalid="ignore"):
         spread = np.nanmax(estimates, axis=0) - np.nanmin(estimates, axis=0)

@@ -182,3 +182,115 @@ def test_softmax_cross_entropy_passes_and_is_cheap():
     assert result.evaluations["fn_float64"] <= 4.5 * L.size, result.evaluations
     wrong = check_grad(lambda L: _ce(L, y), lambda L: _ce_grad(L, y) * (1 + 1e-5), L, truth="off")
     assert not wrong.passed and wrong.blame == "analytic", str(wrong)
+
+
+def _tanh_layer(X):
+    def fn(W):
+        return np.sum(np.tanh(X @ W), axis=(-2, -1))
+
+    def vjp(v, W):
+        t = np.tanh(X @ W)
+        return (X.T @ (v * (1 - t**2)),)
+
+    return fn, vjp
+
+
+def test_full_mode_spends_little_more_than_one_centered_difference_per_element():
+    """The first stencil is one centered difference per element; group probes bound its
+    truncation, and only kink candidates get a second step of their own."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8, 16))
+    fn, vjp = _tanh_layer(X)
+    W = rng.normal(size=(16, 16)) / 4
+    result = check_vjp(fn, vjp, W, mode="full", truth="off")
+    assert result.passed, str(result)
+    assert result.evaluations["fn_float64"] <= 2.6 * W.size, result.evaluations
+    wrong = check_vjp(fn, lambda v, W: (vjp(v, W)[0] * (1 + 1e-6),), W, mode="full", truth="off")
+    assert not wrong.passed and wrong.blame == "analytic", str(wrong)
+
+
+@pytest.mark.parametrize("case", ["tanh layer", "cross-entropy"])
+def test_lazy_stencil_error_bounds_the_true_error(case):
+    """Elements settled by group probes carry an error estimate that bounds the true error and
+    stays as tight as the full stencil's (far below rtol of the gradient's largest element)."""
+    rng = np.random.default_rng(1)
+    if case == "tanh layer":
+        X = rng.normal(size=(8, 16))
+        fn, vjp = _tanh_layer(X)
+        x = rng.normal(size=(16, 16)) / 4
+        v = np.ones(())
+        exact = vjp(v, x)[0].reshape(-1)
+    else:
+        y = rng.integers(0, 30, 12)
+        x = rng.normal(size=(12, 30))
+        fn = lambda L: np.asarray(_ce(L, y))  # noqa: E731
+        v = np.ones(())
+        exact = _ce_grad(x, y).reshape(-1)
+    ev = _evaluator(fn, x, v=v)
+    host = x.reshape(-1)
+    st = _numerical.elementwise(ev, 0, host, False)
+    assert st.pending.all() and np.isinf(st.error).all()  # nothing is known of the truncation yet
+    size = _numerical.gradient_size(st.estimate)
+    target = _numerical.REFINE_FRACTION * 1e-7 * np.maximum(np.abs(st.estimate), size * 1e-3)
+    _numerical.refine_elementwise(ev, 0, host, False, st, target, resolution=5e-7 * size)
+    assert not st.pending.any() and not st.kink.any()
+    assert np.all(np.abs(st.estimate - exact) <= st.error)
+    assert np.all(st.error <= 1e-7 * size), st.error.max() / size
+
+
+def test_a_large_step_with_no_curvature_is_caught_by_the_group_probe():
+    """tanh at 0 in an input whose rms is 6e5: the step (3.5) is far outside the region where
+    tanh is smooth, yet the one-sided slopes agree exactly (tanh is odd). The group probe sees
+    the truncation and the element gets steps of its own."""
+    x = np.array([0.0, 1e4, 1e6])
+    ev = _evaluator(np.tanh, x, v=np.ones(3))
+    st = _numerical.elementwise(ev, 0, x, False)
+    assert abs(st.estimate[0] - 1.0) > 0.5  # tanh(3.5) / 3.5
+    _numerical.refine_elementwise(ev, 0, x, False, st, 1e-8 * np.abs(st.estimate))
+    assert abs(st.estimate[0] - 1.0) <= max(st.error[0], 1e-9), st
+
+
+def _mutating_tanh(x):
+    y = np.tanh(x)
+    x[...] = 0.0  # changes its argument on every call
+    return y
+
+
+_SCRATCH = np.zeros(6)
+
+
+def _scratch_tanh(x):
+    _SCRATCH[...] = np.tanh(x)
+    return _SCRATCH  # the same array on every call
+
+
+@pytest.mark.parametrize(
+    "fn,batched",
+    [(_mutating_tanh, False), (_mutating_tanh, True), (_scratch_tanh, False), (lambda x: x, False), (lambda x: x, True), (lambda x: np.reshape(x, (2, 3)), False)],
+    ids=["mutates", "mutates-batched", "scratch", "identity", "identity-batched", "view"],
+)
+def test_perturbations_in_place_do_not_leak_into_fn(fn, batched):
+    """Unbatched perturbations are made in the evaluator's own copy of the input and undone
+    after each call: a fn that changes its argument, returns it or a view of it, or returns
+    the same scratch array each time (also at x), gets the numbers it would get from fresh
+    copies."""
+    x = np.linspace(-1.2, 1.3, 6)
+    out = fn(x.copy())
+    v = np.random.default_rng(0).standard_normal(np.shape(out))
+    ev = _numerical.PhiEvaluator(fn, [x.copy()], v, xp=np, batched=batched, max_batch_bytes=2**24, out=out)
+    expected = (1 - np.tanh(x) ** 2) if fn in (_mutating_tanh, _scratch_tanh) else np.ones(6)
+    expected = expected * v.reshape(-1)
+    st = _numerical.elementwise(ev, 0, x.copy(), False)
+    _numerical.refine_elementwise(ev, 0, x.copy(), False, st, 1e-8 * np.abs(st.estimate))
+    assert np.all(np.abs(st.estimate - expected) <= 2 * st.error + 1e-12), (st.estimate, expected)
+
+
+def test_batched_and_looped_agree():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(4, 6))
+    fn, vjp = _tanh_layer(X)
+    W = rng.normal(size=(6, 5))
+    looped = check_vjp(fn, vjp, W, mode="full", truth="off")
+    batched = check_vjp(fn, vjp, W, mode="full", truth="off", batched=True)
+    assert looped.passed and batched.passed, (str(looped), str(batched))
+    assert abs(looped.max_rel_error - batched.max_rel_error) <= 1e-12
