@@ -6,7 +6,10 @@ its integrity), judges every element with :func:`gradverify._verdict.judge`, and
 its :class:`Sources` for more evidence, each kind at most once, before the final verdict:
 
 1. **spot truth**: where there is no truth for every element, the truth for the disputed
-   ones, as many as :attr:`Limits.spot_truth` allows;
+   ones, as many as :attr:`Limits.spot_truth` allows; or, with a lazy truth on a small
+   input (:attr:`Sources.lazy_all`), the truth for every element the finite differences
+   do not settle on their own (:func:`gradverify._verdict.conclusive`): disputed,
+   uncertain, at kinks, rough;
 2. **confirmation**: where the truth contradicts the analytic value or the finite
    difference, the truth again at more digits (cancellation inside ``fn`` can exhaust any
    fixed precision without a sign); an element that never settles loses its truth;
@@ -42,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradverify import _verdict
+from gradverify import _tolerances, _verdict
 from gradverify._truth import TruthValues
 
 
@@ -72,6 +75,7 @@ class Sources:
     """
 
     covers_all = False  # the initial truth covers every element
+    lazy_all = False  # the truth for every element the finite differences do not settle (step 1)
     directional = False  # the elements are directions (step 5 applies)
 
     def truth(self, indices):
@@ -99,6 +103,12 @@ class Sources:
         element of ``kinked`` moved by its scale in the same sense; None where not available."""
         return None
 
+    def sanity(self, indices):
+        """``(TruthValues of one direction, its entries at indices)``: the truth along a random
+        signed direction over the elements ``indices`` (each moved by its scale); None where
+        not available."""
+        return None
+
     def split(self, k, judge_part, max_parts):
         """Direction ``k`` judged part by part: ``("wrong", detail)``, ``("ok", (lo, hi,
         error))`` or None when ``max_parts`` finite differences did not settle it."""
@@ -120,8 +130,30 @@ def arbitrate(a, evidence, sources, *, rtol, eps, natural, resolution=None, limi
 
     # 1. Spot truth for the disputed elements, worst first, a few at a time: until the
     #    sources' time is spent, or a blame is corroborated (truth and finite difference
-    #    agree that the analytic value is off), which settles the verdict.
-    if not sources.covers_all and verdicts.disputed.any():
+    #    agree that the analytic value is off), which settles the verdict. A lazy truth
+    #    that covers every unsettled element takes them all at once instead.
+    if sources.lazy_all:
+        wanted = np.flatnonzero(~verdicts.agreed & ~verdicts.has_truth)
+        if wanted.size:
+            got = sources.truth(wanted)
+            if got is not None:
+                truth = _merge_truth(truth, a.size, wanted, got)
+                verdicts = judge(fd, truth)
+        rest = np.flatnonzero(verdicts.agreed & ~verdicts.has_truth)
+        sanity = _sanity(a, fd, rest, sources, rtol=rtol, eps=eps, natural=natural) if rest.size else "ok"
+        if sanity != "ok":
+            got = sources.truth(rest)
+            if got is not None:
+                truth = _merge_truth(truth, a.size, rest, got)
+                verdicts = judge(fd, truth)
+            notes.append(f"lazy truth: per element at all {a.size} elements (the direction over the {rest.size} the finite differences settled {sanity})")
+        else:
+            settled = (
+                f"; the finite differences settle the other {rest.size} (within rtol with their error bound),"
+                " and the truth along one random direction over them agrees" if rest.size else ""
+            )
+            notes.append(f"lazy truth: per element at {wanted.size} of {a.size} elements (disputed, uncertain or at kinks){settled}")
+    elif not sources.covers_all and verdicts.disputed.any():
         order = np.argsort(-verdicts.badness, kind="stable")
         spot = order[verdicts.disputed[order]][: limits.spot_truth]
         reached = 0
@@ -233,6 +265,41 @@ def arbitrate(a, evidence, sources, *, rtol, eps, natural, resolution=None, limi
                     f" {st.estimate[0]:.10g} (error estimate {st.error[0]:.3g}), the gradient gives {a_line:.10g} (a tie's subgradients sum to its slope)"
                 )
     return verdicts, Evidence(fd, truth), notes
+
+
+# The lazy truth's direction must match the analytic gradient to this fraction of what the
+# elements' own tolerances allow along it; beyond, every element gets its truth.
+SANITY_FRACTION = 0.1
+
+
+def _sanity(a, fd, rest, sources, *, rtol, eps, natural):
+    """``"ok"`` when the truth along one random direction over the elements ``rest`` (the
+    ones the finite differences settled) agrees with the analytic gradient; else why not.
+
+    Each element of ``rest`` is within ``rtol`` of every value its difference's error bound
+    allows (:func:`gradverify._verdict.conclusive`), so along ``d`` the analytic and the true
+    slopes can differ by at most the sum of those tolerances times ``|d|``. A truth farther
+    off than :data:`SANITY_FRACTION` of that sum, at a kink, or missing (its integrity
+    failed) means the error bounds cannot be taken on their word: the caller then gives
+    every element its own truth. A disagreement never blames anything by itself.
+    """
+    got = sources.sanity(rest)
+    if got is None:
+        return "could not be evaluated"
+    tv, d = got
+    e = 2 * fd.error[rest]
+    natural = natural * np.ones(a.shape)
+    noise = _tolerances.analytic_noise(eps, rtol, natural[rest])
+    allowed = float(np.abs(d) @ (rtol * (np.maximum(np.abs(a[rest]), np.abs(fd.estimate[rest])) + e) + noise))
+    slope = float(a[rest] @ d)
+    t = float(tv.center[0])
+    if not np.isfinite(t):
+        return "has no truth (its integrity failed; the elements say why)"
+    if tv.kink[0]:
+        return "crosses a kink"
+    if abs(slope - t) > SANITY_FRACTION * allowed:
+        return f"disagrees: analytic {slope:.10g}, truth {t:.10g}"
+    return "ok"
 
 
 def _kink(fd, truth):

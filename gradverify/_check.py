@@ -4,12 +4,20 @@ Defaults (documented in the README as well):
 
 * ``mode="auto"``: full (every element) when the differentiated inputs hold at most
   ``FULL_MODE_MAX`` elements, else directional.
-* ``truth="auto"``: per element when the differentiated inputs hold at most
-  ``TRUTH_ELEMENTWISE_MAX`` elements; along the random directions when all inputs together
-  hold at most ``TRUTH_DIRECTIONAL_MAX`` (plus, in full mode, per element for the disputed
-  elements, as many as :func:`_spot_budget` allows); off beyond that, with the reason in
-  the report. When the function cannot run on mpmath arrays, ``auto`` records why and goes
-  on without a truth; an explicit ``truth="elementwise"`` or ``"directional"`` raises instead.
+* ``truth="auto"``: in full mode, *lazy* when all inputs together hold at most
+  ``TRUTH_DIRECTIONAL_MAX`` elements: the finite differences come first, and an element
+  where they settle the verdict on their own (:func:`gradverify._verdict.conclusive`: the
+  analytic value within ``rtol`` of every value the difference's error bound allows) gets
+  no truth of its own. On inputs of at most ``TRUTH_ELEMENTWISE_MAX`` differentiated
+  elements every other element (disputed, uncertain, at a kink, rough) gets the truth per
+  element; on larger ones the disputed elements do, as many as :func:`_spot_budget`
+  allows. Then ``LAZY_DIRECTIONS`` random direction(s) over the elements without a truth of
+  their own (kinks left out) get the directional truth: the sanity check that catches a
+  gradient the differences happened to agree with. In directional mode, along the random
+  directions up to ``TRUTH_DIRECTIONAL_MAX``; off beyond that, with the reason in the
+  report. When the function cannot run on mpmath arrays, ``auto`` records why and goes
+  on without a truth; an explicit ``truth="elementwise"`` (every element) or
+  ``"directional"`` raises instead.
 
 The flow: :func:`gradverify._structural.inspect` returns findings; the finite differences
 (:mod:`gradverify._numerical`) and the truth (:mod:`gradverify._truth`) produce estimates;
@@ -35,6 +43,9 @@ from gradverify._truth import HighPrecisionPhi, confirm, element_scale, input_sc
 FULL_MODE_MAX = 20_000
 TRUTH_ELEMENTWISE_MAX = 64
 TRUTH_DIRECTIONAL_MAX = 50_000
+# Directions of the lazy truth's sanity check (each costs about seven high-precision
+# evaluations of fn, whatever the size).
+LAZY_DIRECTIONS = 1
 # Seconds of high-precision evaluation the spot truth of one input may take, and the
 # fewest and most elements it covers whatever that allows.
 SPOT_TRUTH_SECONDS = 10.0
@@ -247,6 +258,8 @@ class _CheckRun:
         self.truth_used, self.truth_notes = "off", []
         self.found = []  # what is established so far, for a budget error
         self.kinked = {}  # per input, the elements full mode found at kinks
+        self.settled = {}  # per input, the elements full mode gave a truth of their own
+        self.total = 0  # differentiated elements
 
     def _resolve_wrt(self, wrt, inputs):
         if wrt is None:
@@ -328,7 +341,7 @@ class _CheckRun:
         seen.out = None  # only its shape mattered from here on; fn's float64 output is kept
         hosts = {i: _host64(x64[i]) for i in wrt}
         analytic = {i: _host64(seen.grads[i]) for i in wrt}
-        total = sum(h.size for h in hosts.values())
+        total = self.total = sum(h.size for h in hosts.values())
         mode = self.mode if self.mode != "auto" else ("full" if total <= FULL_MODE_MAX else "directional")
         self.mode = mode
         self._refuse_if_too_costly(mode, total, per_call)
@@ -342,17 +355,31 @@ class _CheckRun:
 
         def directional(over):
             rng = np.random.default_rng([options.seed, 1])
-            dirs = [_Direction({i: rng.choice(np.array([-1, 1], dtype=np.int8), size=hosts[i].size) for i in over}, hosts) for _ in range(options.directions)]
+            count = min(options.directions, LAZY_DIRECTIONS) if self.truth_used == "lazy" else options.directions
+            dirs = [_Direction({i: rng.choice(np.array([-1, 1], dtype=np.int8), size=hosts[i].size) for i in over}, hosts) for _ in range(count)]
             if mode == "full":
                 # The elements at kinks were judged one by one; the truth's directions leave
                 # them alone, as a line through several kinks brackets too few subgradients.
+                # A lazy truth's direction also leaves out the elements with a truth of
+                # their own: it checks the ones the finite differences settled.
                 for d in dirs:
                     for i in over:
                         d.signs[i][self.kinked[i]] = 0
+                        if self.truth_used == "lazy":
+                            d.signs[i][self.settled[i]] = 0
+                if not any(d.signs[i].any() for d in dirs for i in over):
+                    return None
             return self._directional(evaluator, truth, dirs, analytic, v_max, over)
 
-        if mode == "directional" or self.truth_used == "directional":
-            reports.append(directional(wrt))
+        # A lazy truth on a small input checked its settled elements along a direction of
+        # its own (see _arbiter._sanity); on larger inputs they share a report row.
+        lazy_row = self.truth_used == "lazy" and total > TRUTH_ELEMENTWISE_MAX
+        if mode == "directional" or self.truth_used == "directional" or lazy_row:
+            row = directional(wrt)
+            if row is not None:
+                reports.append(row)
+            else:
+                self.truth_notes.append("no directional truth: every element has a truth of its own or lies at a kink")
         return self._explain_failures(seen, evaluator, hosts, reports, directional)
 
     def _explain_failures(self, seen, evaluator, hosts, reports, directional):
@@ -383,7 +410,9 @@ class _CheckRun:
         kept = [p for p in reports if p.index not in quantized and not (p.index is None and None in failed)]
         others = [i for i in sorted(hosts) if i not in quantized]
         if None in failed and others:
-            kept.append(directional(others))
+            row = directional(others)
+            if row is not None:
+                kept.append(row)
         return kept
 
     def _refuse_if_too_costly(self, mode, total, per_call):
@@ -413,6 +442,8 @@ class _CheckRun:
         if self.truth_used == "elementwise":
             tv = sources.truth(np.arange(a.size))
             sources.covers_all = True
+        elif self.truth_used == "lazy":
+            sources.lazy_all = self.total <= TRUTH_ELEMENTWISE_MAX
         reference = st.estimate if tv is None else np.where(np.isfinite(tv.center), tv.center, st.estimate)
         largest = _numerical.gradient_size(reference)
         resolution = _resolution(st)
@@ -421,10 +452,21 @@ class _CheckRun:
         verdicts, evidence, notes = _arbiter.arbitrate(
             a, _arbiter.Evidence(st, tv), sources, rtol=rtol, eps=_tolerances.eps_for(dtype), natural=natural, resolution=resolution, limits=limits
         )
+        if self.truth_used == "lazy" and not sources.lazy_all:
+            own = int(np.count_nonzero(verdicts.has_truth))
+            settled = int(np.count_nonzero(verdicts.agreed & ~verdicts.has_truth))
+            rest = a.size - own - settled
+            notes.append(
+                f"lazy truth: per element at {own} of {a.size} elements; the finite differences settle {settled} (within rtol with"
+                f" their error bound){f' and judge the other {rest} without a truth of their own' if rest else ''}; one random direction"
+                " over the elements without a truth of their own gets the truth"
+            )
         self.truth_notes.extend(f"input {i}: {n}" for n in notes)
         self.kinked[i] = evidence.fd.kink | (evidence.truth.kink if evidence.truth is not None else False)
+        self.settled[i] = evidence.truth.has_truth if evidence.truth is not None else np.zeros(a.size, dtype=bool)
         shape = tuple(self.inputs[i].shape)
-        return _verdict.report(f"input {i}", i, shape, dtype, rtol, a, evidence.fd, evidence.truth, verdicts, lambda k: tuple(int(j) for j in np.unravel_index(k, shape)))
+        unravel = lambda k: tuple(int(j) for j in np.unravel_index(k, shape))  # noqa: E731
+        return _verdict.report(f"input {i}", i, shape, dtype, rtol, a, evidence.fd, evidence.truth, verdicts, unravel, lazy=self.truth_used == "lazy")
 
     def _directional(self, evaluator, truth, dirs, analytic, v_max, wrt):
         """Random signed directions over all inputs at once: ``<grad, d>`` against ``phi'`` along ``d``."""
@@ -436,7 +478,7 @@ class _CheckRun:
         # it is phi's own magnitude (scale 1 in t).
         natural = _tolerances.natural_size(evaluator.magnitude, v_max, 1.0, terms)
         st = _numerical.directional(evaluator, dirs, richardson)
-        sources = _DirectionalSources(self, evaluator, truth if self.truth_used == "directional" else None, dirs=dirs, analytic=analytic)
+        sources = _DirectionalSources(self, evaluator, truth if self.truth_used in ("directional", "lazy") else None, dirs=dirs, analytic=analytic)
         tv = sources.truth(np.arange(len(dirs))) if sources.phi is not None else None
         sources.covers_all = True
         dtype = _backend.dtype_name(self.inputs[wrt[0]].dtype)
@@ -467,10 +509,8 @@ class _CheckRun:
         if want == "elementwise" and self.mode == "directional":
             raise InvalidArgument("truth='elementwise' compares every element, which needs mode='full'; pass truth='directional' with mode='directional'")
         if want == "auto":
-            if total <= TRUTH_ELEMENTWISE_MAX and self.mode == "full":
-                want = "elementwise"
-            elif all_size <= TRUTH_DIRECTIONAL_MAX:
-                want = "directional"
+            if all_size <= TRUTH_DIRECTIONAL_MAX:
+                want = "lazy" if self.mode == "full" else "directional"
             else:
                 self.truth_notes.append(f"inputs hold {all_size} elements, more than the {TRUTH_DIRECTIONAL_MAX} the truth takes by default; pass truth='directional' to force it")
                 return None
@@ -587,6 +627,15 @@ class _Sources(_TruthSources):
             self._spot_started = time.perf_counter()
         return self.recompute(indices=indices)
 
+    def sanity(self, indices):
+        if self.phi is None:
+            return None
+        rng = np.random.default_rng([self.run.options.seed, 3, self.i])
+        d = np.zeros(self.host.size)
+        d[indices] = rng.choice([-1.0, 1.0], size=len(indices)) * _numerical.step_scale(self.host)[indices]
+        extra = self.phi.digits_for(self.analytic[indices] @ d[indices])
+        return self.phi.directional([{self.i: d}], extra_digits=extra), d[indices]
+
     def spot_spent(self):
         return self._spot_started is not None and time.perf_counter() - self._spot_started > SPOT_TRUTH_SECONDS
 
@@ -617,7 +666,9 @@ class _DirectionalSources(_TruthSources):
     def truth(self, indices):
         if self.phi is None:
             return None
-        return self.phi.directional(self.dirs, indices=indices)
+        slopes = [sum(float(self.analytic[i] @ self.dirs[k][i]) for i in self.dirs[k]) for k in indices]
+        extra = max(self.phi.digits_for(s) for s in slopes) if slopes else 0
+        return self.phi.directional(self.dirs, indices=indices, extra_digits=extra)
 
     def split(self, k, judge_part, max_parts):
         """Direction ``k`` judged part by part: each part smooth, or one element at a kink.

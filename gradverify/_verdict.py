@@ -48,6 +48,7 @@ class Verdicts:
     wrong: np.ndarray
     unresolved: np.ndarray
     nondiff: np.ndarray  # not differentiable here (discontinuous / noisy), no truth
+    agreed: np.ndarray = None  # the finite difference alone settles the element (see judge)
 
     @property
     def disputed(self):
@@ -89,9 +90,10 @@ def judge(a, st, tv, *, rtol, eps, natural, resolution=None):
     scale = natural if resolution is None else resolution
     coarse = fd_err + a_noise > _tolerances.RESOLUTION_FACTOR * rtol * scale  # not resolved on the gradient's scale
     fd_unresolved = ~fd_wrong & ~rough & ((strict_an > rtol) & coarse | fd_bad)
+    agreed = conclusive(a, st, fd_err, a_noise, rtol) & ~fd_bad
     if tv is None:
         none = np.zeros(n, dtype=bool)
-        return Verdicts(rel_an, strict_an, None, None, None, none, fd_wrong, fd_unresolved, rough.copy())
+        return Verdicts(rel_an, strict_an, None, None, None, none, fd_wrong, fd_unresolved, rough.copy(), agreed)
     lo, hi = tv.lo, tv.hi
     kink = tv.kink.copy()
     if tv.near_kink.any():
@@ -117,7 +119,23 @@ def judge(a, st, tv, *, rtol, eps, natural, resolution=None):
     wrong = np.where(has_truth, rel_at > rtol, fd_wrong)
     unresolved = ~has_truth & fd_unresolved
     nondiff = ~has_truth & rough
-    return Verdicts(rel_an, strict_an, rel_at, rel_nt, nt_loose, has_truth, wrong, unresolved, nondiff)
+    return Verdicts(rel_an, strict_an, rel_at, rel_nt, nt_loose, has_truth, wrong, unresolved, nondiff, agreed)
+
+
+def conclusive(a, st, fd_err, a_noise, rtol):
+    """Where the finite difference alone settles the element, so that a truth would add nothing.
+
+    With ``e`` the difference's error bound (twice its estimate, as the verdict reads it) the
+    truth ``t`` lies within ``e`` of the difference ``n``, so ``|a - t| <= |a - n| + e``. The
+    element is conclusive when that bound is within the tolerance the truth's own verdict
+    applies, ``max(rtol * max(|a|, |t|), analytic noise)``, for every such ``t`` (using
+    ``|t| >= |n| - e``): the truth could only confirm the pass. Never at a kink (the bracket
+    is the truth's to give), nowhere the difference is not finite or rough.
+    """
+    with np.errstate(invalid="ignore"):
+        bound = np.abs(a - st.estimate) + fd_err
+        allowed = np.maximum(rtol * (np.maximum(np.abs(a), np.abs(st.estimate)) - fd_err), a_noise)
+        return ~st.kink & ~st.rough & np.isfinite(st.estimate) & np.isfinite(fd_err) & (bound <= allowed)
 
 
 def suspicious(verdicts, rtol):
@@ -129,8 +147,16 @@ def suspicious(verdicts, rtol):
         return verdicts.has_truth & (verdicts.nt_loose > rtol)
 
 
-def report(name, index, shape, dtype, rtol, a, st, tv, v, unravel):
-    """The :class:`InputReport` of one input (``index``) or of the directions (``None``)."""
+# What an element's report says where a lazy truth left it to the finite differences.
+LAZY_SETTLED = "not needed: the finite difference settles this element within rtol with its error bound (lazy truth)"
+
+
+def report(name, index, shape, dtype, rtol, a, st, tv, v, unravel, *, lazy=False):
+    """The :class:`InputReport` of one input (``index``) or of the directions (``None``).
+
+    ``lazy``: the truth was lazy, so an element the finite differences settled
+    (:func:`conclusive`) says so where its truth would be.
+    """
     out = InputReport(
         name=name,
         index=index,
@@ -155,15 +181,18 @@ def report(name, index, shape, dtype, rtol, a, st, tv, v, unravel):
         out.max_rel_numerical_truth = float(v.rel_nt[v.has_truth].max())
     if a.size:
         order = np.argsort(-v.badness, kind="stable")
-        out.worst = _element(order[0], a, st, tv, v, unravel)
+        out.worst = _element(order[0], a, st, tv, v, unravel, lazy)
         disputed = v.disputed
         shown = [k for k in order[1:] if disputed[k]][:EXAMPLES_SHOWN]
-        out.examples = [_element(k, a, st, tv, v, unravel) for k in shown]
+        out.examples = [_element(k, a, st, tv, v, unravel, lazy) for k in shown]
     return out
 
 
-def _element(k, a, st, tv, v, unravel):
+def _element(k, a, st, tv, v, unravel, lazy=False):
     truth = tv is not None and bool(v.has_truth[k])
+    note = str(tv.note[k]) if tv is not None and not truth and tv.note[k] else None
+    if note is None and lazy and not truth and v.agreed is not None and v.agreed[k]:
+        note = LAZY_SETTLED
     return ElementReport(
         index=unravel(k),
         analytic=float(a[k]),
@@ -172,7 +201,7 @@ def _element(k, a, st, tv, v, unravel):
         numerical_error=float(st.error[k]),
         step=float(st.step[k]),
         truth=float(tv.center[k]) if truth else None,
-        truth_note=str(tv.note[k]) if tv is not None and not truth and tv.note[k] else None,
+        truth_note=note,
         truth_bracket=(float(tv.lo[k]), float(tv.hi[k])) if truth and tv.kink[k] else None,
         rel_analytic_numerical=float(v.strict_an[k]),
         rel_analytic_truth=float(v.rel_at[k]) if truth else None,

@@ -293,7 +293,7 @@ def test_to_dict_roundtrips_at_a_kink(truth):
         assert d["truth"] == "off"
         assert p["worst"]["truth"] is None and p["max_rel_analytic_truth"] is None
     else:
-        assert d["truth"] == "elementwise"
+        assert d["truth"] == "lazy"  # the kink gets its truth per element
         assert isinstance(p["worst"]["truth_bracket"], list)
 
 
@@ -310,7 +310,7 @@ def test_report_names_analytic_numerical_truth_step_tolerance_and_blame():
     result = check_vjp(_tanh, _tanh_vjp_wrong_sign, X)
     text = str(result)
     worst = result.per_input[0].worst
-    assert result.truth == "elementwise"
+    assert result.truth == "lazy"
     assert "a = analytic (your gradient)" in text
     assert "r = numerical (float64 finite differences) or truth (high precision)" in text
     assert f"analytic   {worst.analytic:.17g}" in text
@@ -433,3 +433,93 @@ def test_docstring_examples_run(module):
     outcome = doctest.testmod(module, report=False)
     assert outcome.failed == 0
     assert outcome.attempted >= 1
+
+
+# -- the lazy truth (issue 11) ------------------------------------------------------------------
+
+_X20 = np.random.default_rng(0).standard_normal((4, 5))
+
+
+def test_lazy_truth_leaves_out_the_elements_the_differences_settle():
+    """A correct smooth gradient: no element needs its own truth; one direction checks them all."""
+    result = check_vjp(_tanh, _tanh_vjp, _X20)
+    assert result.passed and result.blame is None, str(result)
+    assert result.truth == "lazy"
+    assert [p.index for p in result.per_input] == [0]
+    assert result.per_input[0].max_rel_analytic_truth is None  # no element has its own truth
+    assert "per element at 0 of 20 elements" in result.truth_note and "settle the other 20" in result.truth_note
+    assert "along one random direction over them agrees" in result.truth_note
+    # One random direction (about seven evaluations), not five or more per element.
+    assert 0 < result.evaluations["fn_high_precision"] <= 10, result.evaluations
+    assert "lazy" in str(result)
+
+
+def test_lazy_truth_judges_a_disputed_element_by_its_own_truth():
+    def vjp(v, x):
+        g = v * (1 - np.tanh(x) ** 2)
+        g[1, 2] *= 1 + 1e-5  # off by 1e-5 relative at one element
+        return (g,)
+
+    result = check_vjp(_tanh, vjp, _X20)
+    assert not result.passed and result.blame == "analytic", str(result)
+    p = result.per_input[0]
+    assert p.failures == 1 and p.worst.index == (1, 2) and p.worst.verdict == "analytic"
+    assert p.worst.truth is not None and p.examples == []  # its own truth; the other 19 agree
+    assert p.worst.rel_analytic_truth == pytest.approx(1e-5, rel=1e-3)
+    assert "per element at 1 of 20 elements" in result.truth_note
+
+
+def test_explicit_elementwise_truth_still_covers_every_element():
+    lazy = check_vjp(_tanh, _tanh_vjp, _X20)
+    full = check_vjp(_tanh, _tanh_vjp, _X20, truth="elementwise")
+    assert full.passed and full.truth == "elementwise", str(full)
+    assert full.per_input[0].max_rel_analytic_truth is not None
+    assert full.evaluations["fn_high_precision"] >= 5 * _X20.size > lazy.evaluations["fn_high_precision"]
+
+
+def test_lazy_truth_gives_every_element_its_truth_when_the_direction_disagrees(monkeypatch):
+    """The direction's disagreement never blames by itself: it buys every element its own truth."""
+    monkeypatch.setattr(gradverify._arbiter, "_sanity", lambda *args, **kwargs: "disagrees: planted")
+    result = check_vjp(_tanh, _tanh_vjp, _X20)
+    assert result.passed and result.truth == "lazy", str(result)
+    assert result.per_input[0].max_rel_analytic_truth < 1e-12
+    assert "per element at all 20 elements" in result.truth_note and "disagrees: planted" in result.truth_note
+    assert result.evaluations["fn_high_precision"] >= 5 * _X20.size
+
+
+def test_sanity_direction_compares_the_analytic_slope_with_the_truth():
+    from gradverify import _arbiter
+    from gradverify._truth import TruthValues
+
+    a = np.array([1.0, -2.0, 3.0])
+    class St:  # the fields _sanity reads
+        estimate = a.copy()
+        error = np.full(3, 1e-12)
+
+    def sources(center, kink=False, note=""):
+        class S(_arbiter.Sources):
+            def sanity(self, indices):
+                d = np.array([1.0, 1.0, -1.0])[indices]
+                tv = TruthValues(center=np.array([center]), lo=np.array([center]), hi=np.array([center]), kink=np.array([kink]))
+                tv.note[0] = note
+                return tv, d
+        return S()
+
+    rest = np.arange(3)
+    kw = dict(rtol=1e-7, eps=2.0**-52, natural=1.0)
+    slope = 1.0 - 2.0 - 3.0
+    assert _arbiter._sanity(a, St, rest, sources(slope), **kw) == "ok"
+    assert _arbiter._sanity(a, St, rest, sources(slope * (1 + 1e-14)), **kw) == "ok"
+    assert _arbiter._sanity(a, St, rest, sources(slope * (1 + 1e-6)), **kw).startswith("disagrees")
+    assert _arbiter._sanity(a, St, rest, sources(slope, kink=True), **kw) == "crosses a kink"
+    assert _arbiter._sanity(a, St, rest, sources(np.nan, note="no truth: lost"), **kw).startswith("has no truth")
+    assert _arbiter._sanity(a, St, rest, _arbiter.Sources(), **kw) == "could not be evaluated"
+
+
+def test_lazy_truth_on_a_larger_input_checks_the_settled_elements_in_one_direction():
+    x = np.random.default_rng(1).standard_normal(100)
+    result = check_vjp(_tanh, _tanh_vjp, x)
+    assert result.passed and result.truth == "lazy", str(result)
+    assert [p.index for p in result.per_input] == [0, None]
+    assert result.per_input[1].checked == 1 and result.per_input[1].max_rel_analytic_truth < 1e-12
+    assert "per element at 0 of 100 elements; the finite differences settle 100 " in result.truth_note

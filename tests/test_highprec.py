@@ -454,3 +454,63 @@ def test_tuple_and_odd_outputs_are_rejected():
         H.evaluate(lambda x: x * 1j, [np.ones(2)])
     with pytest.raises(HighPrecisionUnavailable, match="convert an input"):
         H.evaluate(lambda x: x, [np.array(["a"], dtype=object)])
+
+
+# -- matmul of high-precision arrays: exact dot products, rounded once (issue 11) ---------------
+
+
+def _hp_arr(x, tweak=True):
+    a = H.to_hp(np.asarray(x, dtype=np.float64)).view(H.HPArray)
+    if tweak:  # values float64 cannot hold: the 136-bit mantissas of a shifted point
+        a = a + a * H.MPF("1e-25")
+    return a
+
+
+@pytest.mark.parametrize(("sa", "sb"), [((5, 7), (7, 3)), ((7,), (7, 3)), ((5, 7), (7,)), ((7,), (7,)), ((1, 1), (1, 1))])
+def test_matmul_is_the_exact_dot_product_rounded_once(sa, sb):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(sa) * np.exp(5 * rng.standard_normal(sa))  # magnitudes over ~1e-10..1e10
+    b = rng.standard_normal(sb)
+    a[..., 0] = 0.0  # exact zeros among them
+    with H.CTX.workdps(40):
+        ha, hb = _hp_arr(a), _hp_arr(b)
+        got = ha @ hb
+        also = b.T @ ha.T if a.ndim == 2 and b.ndim == 2 else None  # a float64 operand, on the left
+        with mpmath.workdps(200):
+            want = np.matmul(np.asarray(ha, dtype=object).view(np.ndarray), np.asarray(hb, dtype=object).view(np.ndarray))
+    assert np.shape(got) == np.shape(a @ b)
+    if np.ndim(got) == 0:
+        assert type(got) is H.MPF
+    else:
+        assert isinstance(got, H.HPArray)
+    _assert_matches(got, want, 39)
+    if also is not None:
+        with H.CTX.workdps(40):
+            want_t = np.matmul(H.to_hp(b.T), np.asarray(ha.T).view(np.ndarray))
+        _assert_matches(also, want_t, 38)
+
+
+def test_matmul_cancellation_keeps_every_digit():
+    """(1e30 + x) - 1e30 inside a dot product: the exact sum holds x at full precision."""
+    with H.CTX.workdps(40):
+        row = _hp_arr([1e30, 0.3, -1e30], tweak=False)
+        got = row @ _hp_arr([1.0, 1.0, 1.0], tweak=False)
+    assert got == H.MPF(0.3)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: (_hp_arr(np.ones((2, 3))), np.array([[1.0], [H.CTX.inf], [2.0]], dtype=object)),  # inf: NumPy's loop
+        lambda: (_hp_arr(np.ones((2, 2, 3))), _hp_arr(np.ones((3, 2)))),  # stacked matrices
+        lambda: (np.array([[1, 2]], dtype=object).view(H.HPArray), _hp_arr(np.ones((2, 1)))),  # Python ints
+    ],
+)
+def test_matmul_leaves_other_operands_to_numpy(make):
+    a, b = make()
+    with H.CTX.workdps(40):
+        assert H._exact_matmul(np.asarray(a).view(np.ndarray), np.asarray(b).view(np.ndarray)) is None
+        got = a @ b
+        want = np.matmul(np.asarray(a).view(np.ndarray), np.asarray(b).view(np.ndarray))
+    assert np.shape(got) == np.shape(want)
+    assert all((g == w) or (g != g and w != w) for g, w in zip(np.ravel(got), np.ravel(want)))

@@ -28,7 +28,7 @@ def test_correct_awkward_gradient_passes(case, xp):
     inputs = case.arrays(xp, np.random.default_rng(7))
     result = check_vjp(case.fn, case.vjp, *inputs, **case.options)
     assert result.passed, str(result)
-    assert result.truth == "elementwise", str(result)
+    assert result.truth == "lazy", str(result)
 
 
 NUMERIC_BUGS = [c for c in BUGS if c.expect == "analytic"]
@@ -108,7 +108,7 @@ def test_a_mutated_cotangent_does_not_corrupt_the_numbers():
         v *= 1 - np.tanh(x) ** 2  # right value, computed in the caller's array
         return (v,)
 
-    result = check_vjp(np.tanh, vjp, np.array([0.3, -1.2, 2.0]))
+    result = check_vjp(np.tanh, vjp, np.array([0.3, -1.2, 2.0]), truth="elementwise")  # every element judged by its truth
     assert [s.kind for s in result.structural] == ["vjp_mutates_cotangent"]
     assert result.per_input and result.per_input[0].failures == 0, str(result)
     assert result.max_rel_error < 1e-12, str(result)
@@ -131,7 +131,7 @@ def test_a_vjp_that_mutates_its_input_on_every_call_leaves_the_numbers_alone():
         return (g,)
 
     x = np.array([0.5, -1.0, 2.0])
-    result = check_vjp(lambda x: x * x, vjp, x.copy())
+    result = check_vjp(lambda x: x * x, vjp, x.copy(), truth="elementwise")  # every element judged by its truth
     assert [s.kind for s in result.structural] == ["vjp_mutates_input"], str(result)
     assert result.per_input[0].failures == 0 and result.max_rel_error < 1e-12, str(result)
 

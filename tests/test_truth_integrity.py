@@ -392,3 +392,35 @@ def test_global_mpmath_precision_untouched():
     mpmath.mp.dps = 15
     _truth(lambda x: np.clip(x, -1.0, 1.0) * np.exp(x), X)
     assert mpmath.mp.dps == 15 and H.CTX.prec == 53
+
+
+# --- the lazy truth of check_vjp (issue 11) keeps these rules ----------------------------
+
+
+def _buffered_tanh(x):
+    out = np.zeros(x.shape)
+    flat, xs = out.reshape(-1), x.reshape(-1)
+    for i in range(x.size):
+        flat[i] = np.tanh(xs[i])
+    return out + x
+
+
+@pytest.mark.parametrize("shape", [(3,), (12, 10)])
+def test_a_lazy_truth_that_lost_precision_is_no_truth(shape):
+    """With truth="auto" the elements the finite differences settle get no truth of their own;
+    the direction that checks them loses precision too, and is never taken as a truth: on a small
+    input every element then gets its own (which fails the same way, with the idiom named), on a
+    larger one the direction's row has none. Either way the finite differences decide."""
+    from gradverify import check_vjp
+
+    x = np.linspace(-1.5, 1.5, math.prod(shape)).reshape(shape)
+    result = check_vjp(_buffered_tanh, lambda v, x: (v * (2 - np.tanh(x) ** 2),), x)
+    assert result.passed and result.truth == "lazy", str(result)
+    rows = {p.index: p for p in result.per_input}
+    if x.size <= 64:
+        assert list(rows) == [0] and rows[0].truth_missing == x.size, str(result)
+        assert "scratch buffer" in rows[0].truth_missing_reason, str(result)
+        assert "the direction over the 3 the finite differences settled has no truth" in result.truth_note
+    else:
+        assert list(rows) == [0, None] and rows[None].truth_missing == 1, str(result)
+        assert "scratch buffer" in rows[None].truth_missing_reason and rows[None].max_rel_analytic_truth is None
