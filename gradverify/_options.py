@@ -41,7 +41,7 @@ class CheckOptions:
     rtol: float | None = None
     richardson: bool = False
     seed: int = 0
-    max_batch_bytes: int = 2**28
+    max_batch_bytes: int = 2**23
     time_budget: float | None = DEFAULT_TIME_BUDGET
     name: str | None = None
 
