@@ -68,7 +68,7 @@ def check_vjp(
     rtol=None,
     richardson=False,
     seed=0,
-    max_batch_bytes=2**28,
+    max_batch_bytes=2**23,
     time_budget=DEFAULT_TIME_BUDGET,
     name=None,
 ):
