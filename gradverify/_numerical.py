@@ -35,6 +35,25 @@ replaced by the one the floating-point sum actually takes (``(x + h) - x``).
 * Directions (``directional``) are refined the same way: they carry each element's scale,
   which can be far beyond the scale on which ``fn`` is smooth along them.
 
+Lazy first stencil
+------------------
+Over a whole input (central differences, the default) the first stencil is one centered
+difference ``D(h)`` per element, two evaluations, the floor of any checker. What the second
+step ``h/2`` would have said is bought only where it is needed (:func:`settle_pending`):
+elements whose one-sided slopes differ (kink candidates, the full stencil's own test) get
+it, and the truncation of the others is bounded by probes that move ``GROUP_SIZE`` of them
+at once, each by its own step, along ``GROUP_PROBES`` random sign patterns (four
+evaluations per probe). A group whose truncation would exceed a fraction of what its
+elements are allowed, or that shows a kink, gets the second step element by element. On
+smooth, well-scaled functions this is about 2.3 evaluations per element.
+
+Evaluations
+-----------
+Unbatched, one-element (and group) perturbations are made in place, in the evaluator's own
+copy of each input, and undone after each call; each output is copied into a block that is
+contracted with the cotangent once it holds ``BLOCK_BYTES``. A ``fn`` that changes its
+argument is detected after each block, which is then evaluated again from fresh copies.
+
 This beats a fixed ``eps``: the step follows the scale of each element and is corrected
 where the function's curvature or size makes the first choice poor.
 
@@ -47,8 +66,8 @@ the step, or truncation at a larger one), and refinement stops once it is below
 ``REFINE_FRACTION * rtol`` of the natural size (``resolution`` of
 :func:`refine_elementwise`): such an element is resolved absolutely, to a small fraction of
 ``rtol`` of the gradient's natural size, not relative to itself, and the verdict is meant
-to judge it so. A smooth, well-scaled function stays at the four evaluations per element
-of the first stencil.
+to judge it so. A smooth, well-scaled function needs no evaluations beyond the first
+stencil's.
 
 Kinks and rough points
 ----------------------
@@ -103,11 +122,14 @@ MAX_STEP_CHANGE = 1e3
 MAX_STEP_GROWTH = 32.0
 # The first stencil of a whole input is one centered difference per element (two
 # evaluations); its truncation error is bounded from probes that move GROUP_SIZE elements
-# at once at two steps (see settle_pending). A group's truncation, attributed to each of
+# at once at two steps, along GROUP_PROBES sign patterns (see settle_pending). A group's truncation, attributed to each of
 # its elements, must be below GROUP_FRACTION of what the element is allowed; else, and at
 # kink candidates, the elements get the second step of their own.
-GROUP_SIZE = 16
+GROUP_SIZE = 32
 GROUP_FRACTION = 0.5
+# Each group is probed along this many directions with independent random signs: a large
+# term hidden by the others' cancellation along one is not hidden along both.
+GROUP_PROBES = 2
 
 
 @dataclass
@@ -404,7 +426,7 @@ class PhiEvaluator:
         return self._contract(xp.reshape(outs[0], (1, *self.out.shape)) if rows == 1 else xp.stack(outs), rows)
 
     def _check_shape(self, y):
-        if tuple(y.shape) != tuple(self.out.shape):
+        if y.shape != self.out.shape and tuple(y.shape) != tuple(self.out.shape):
             msg = f"fn returned shape {tuple(y.shape)} at a perturbed point of the finite differences but {tuple(self.out.shape)} at x; its output shape must not depend on the input's values"
             raise UserFunctionError(msg)
 
@@ -434,15 +456,25 @@ class PhiEvaluator:
                 columns = [xp.asarray(c, device=device) for c in entry.columns]
                 values = [xp.asarray(host[c] + d, device=device) for c, d in zip(entry.columns, entry.deltas)]
                 plan.append((flat, columns, values, [xp.asarray(host[c], device=device) for c in entry.columns]))
+        call, check = self._call_fn, self._check_shape
         try:
-            for r in range(rows):
-                for flat, columns, values, _ in plan:
+            if len(plan) == 1:  # the usual case, with less Python per call
+                flat, columns, values, originals = plan[0]
+                for r in range(rows):
                     flat[columns[r]] = values[r]
-                y = self._call_fn(*args)
-                self._check_shape(y)
-                block[r, ...] = y
-                for flat, columns, _, originals in plan:
+                    y = call(*args)
+                    check(y)
+                    block[r] = y
                     flat[columns[r]] = originals[r]
+            else:
+                for r in range(rows):
+                    for flat, columns, values, _ in plan:
+                        flat[columns[r]] = values[r]
+                    y = call(*args)
+                    check(y)
+                    block[r] = y
+                    for flat, columns, _, originals in plan:
+                        flat[columns[r]] = originals[r]
         finally:
             intact = all(bool(xp.all(self._buffer(i)[0] == self.inputs[i])) for i in chunk)
             if not intact:
@@ -619,14 +651,16 @@ def settle_pending(evaluator, i, x_host, first, allowed):
       no output moved, and elements whose modelled rounding alone is too large, get the
       second step ``h/2`` of their own: the full stencil of :func:`combine`, as if computed
       eagerly.
-    * The others are probed in groups of ``GROUP_SIZE``: the direction ``u`` that moves each
+    * The others are probed in groups of ``GROUP_SIZE``: a direction ``u`` that moves each
       element of the group by its own step, with random signs, gets a centered difference at
-      ``t = 1`` and ``t = 1/2`` (four evaluations per group). Its truncation at ``t = 1``,
-      ``T = 4 |C(1) - C(1/2)| / 3``, holds each element's own term ``h_k * tau_k`` (plus the
-      cross terms of the group), so ``T / h_k`` bounds element ``k``'s truncation unless
-      terms cancel. Where that is below ``GROUP_FRACTION`` of what the element is
-      ``allowed``, and the group shows no kink, it is the element's truncation error;
-      otherwise the group's elements get the second step of their own.
+      ``t = 1`` and ``t = 1/2`` (four evaluations), along ``GROUP_PROBES`` independent sign
+      patterns. Its truncation at ``t = 1``, ``T = 4 |C(1) - C(1/2)| / 3``, holds each
+      element's own term ``+-h_k * tau_k`` (plus the cross terms of the group), so ``T / h_k``
+      bounds element ``k``'s truncation unless terms cancel, which independent signs make
+      unlikely along both directions. Where the larger ``T / h_k`` is below
+      ``GROUP_FRACTION`` of what the element is ``allowed``, and the group shows no kink along
+      either, it is the element's truncation error; otherwise the group's elements get the
+      second step of their own.
     * The rounding of an element probed in a group comes from its modelled noise ``m_k`` and
       the group's sampled noise ``s`` (its fourth difference, as in :func:`combine`) over the
       group's model ``m``: ``max(m_k, s * sqrt(m_k / m))``. Noise adds in quadrature over the
@@ -689,35 +723,38 @@ def _probe_groups(evaluator, i, x_host, idx, h, allowed):
     n = idx.size
     rng = np.random.default_rng([0x6EAD, n])
     order = rng.permutation(n)
-    signs = rng.choice(np.array([-1.0, 1.0]), size=n)
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(GROUP_PROBES, n))
     groups = np.array_split(order, max(1, -(-n // GROUP_SIZE)))
     columns, deltas = [], []
     for g in groups:
-        c, sg, x = idx[g], signs[g], x_host[idx[g]]
-        for t in (1.0, 0.5):
-            tp, tm = actual_steps(x, h[g] * t)
-            up = np.where(sg > 0, tp, -tm)
-            down = np.where(sg > 0, -tm, tp)
-            columns += [c, c]
-            deltas += [up, down]
+        c, x = idx[g], x_host[idx[g]]
+        steps = [actual_steps(x, h[g] * t) for t in (1.0, 0.5)]
+        for sg in signs[:, g]:
+            for tp, tm in steps:
+                columns += [c, c]
+                deltas += [np.where(sg > 0, tp, -tm), np.where(sg > 0, -tm, tp)]
 
     def make_rows(start, stop):
         return {i: Sparse(columns[start:stop], deltas[start:stop])}
 
     diff, moved = evaluator.phi(len(columns), make_rows, sparse=True)
-    diff = diff.reshape(len(groups), 2, 2)
-    moved = moved.reshape(len(groups), -1).max(axis=1)
+    probes = len(groups) * GROUP_PROBES
+    diff = diff.reshape(probes, 2, 2)
+    moved = moved.reshape(probes, -1).max(axis=1)
     plus, minus = diff[:, :, 0], diff[:, :, 1]
-    ts = np.tile(np.array([1.0, 0.5]), (len(groups), 1))
+    ts = np.tile(np.array([1.0, 0.5]), (probes, 1))
     model = evaluator.noise(moved)
     gs = combine(plus, minus, ts, ts.copy(), model, False, moved == 0)
     with np.errstate(invalid="ignore", over="ignore"):
         fourth = np.abs(plus[:, 0] - 4.0 * plus[:, 1] - 4.0 * minus[:, 1] + minus[:, 0])
         sampled = 2.0 * np.maximum(fourth, np.median(fourth))
-        ratio_g = np.nan_to_num(sampled / np.sqrt(model), nan=np.inf)
-        trunc_g = 4.0 * gs.trunc  # of the centered difference at t = 1, each element's own step
+        ratio_g = np.nan_to_num(sampled / np.sqrt(model), nan=np.inf).reshape(-1, GROUP_PROBES).max(axis=1)
+        # Of the centered difference at t = 1, each element's own step; the larger of the probes.
+        trunc_p = 4.0 * gs.trunc
+        trunc_g = np.where(np.isnan(trunc_p), np.inf, trunc_p).reshape(-1, GROUP_PROBES).max(axis=1)
         budget_g = np.array([np.min(h[g] * allowed[g]) for g in groups])
-        bad_g = gs.kink | gs.still | ~np.isfinite(gs.estimate) | ~(trunc_g <= GROUP_FRACTION * budget_g)
+        bad_p = gs.kink | gs.still | ~np.isfinite(gs.estimate)
+        bad_g = bad_p.reshape(-1, GROUP_PROBES).any(axis=1) | ~(trunc_g <= GROUP_FRACTION * budget_g)
     flagged = np.empty(n, dtype=bool)
     trunc = np.empty(n)
     ratio = np.empty(n)

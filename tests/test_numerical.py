@@ -294,3 +294,17 @@ def test_batched_and_looped_agree():
     batched = check_vjp(fn, vjp, W, mode="full", truth="off", batched=True)
     assert looped.passed and batched.passed, (str(looped), str(batched))
     assert abs(looped.max_rel_error - batched.max_rel_error) <= 1e-12
+
+
+@pytest.mark.parametrize("big", [2e2, 2e3, 2e5])
+def test_many_inflection_points_under_a_large_step(big):
+    """tanh at many zeros of an input whose rms is large: each zero's truncation has no
+    curvature to show it, and their random signs can cancel along one group probe. The right
+    gradient passes, a wrong one is blamed, as with the full stencil."""
+    x = np.zeros(256)
+    x[:4] = big
+    x[4:40] = np.linspace(-1, 1, 36)
+    right = check_vjp(np.tanh, dtanh, x, truth="off", mode="full")
+    assert right.passed, str(right)
+    wrong = check_vjp(np.tanh, lambda v, x: (dtanh(v, x)[0] * (1 + 1e-5),), x, truth="off", mode="full")
+    assert not wrong.passed and wrong.blame == "analytic", str(wrong)
