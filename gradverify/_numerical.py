@@ -306,6 +306,7 @@ class PhiEvaluator:
         self.buffers = {}
         self.block = None
         self.abs_v = None
+        self.scratch = None
 
     def noise(self, moved):
         """Modelled rounding noise of ``phi`` differences, from ``sum(|v| * max(|fn|, 1))`` over
@@ -383,6 +384,8 @@ class PhiEvaluator:
             self.flat_v = xp.reshape(self.v, (-1,))
             self.flat_out = xp.reshape(self.out, (-1,))
         y = xp.reshape(y, (rows, -1))
+        if isinstance(y, np.ndarray) and isinstance(self.flat_out, np.ndarray):
+            return self._contract_numpy(y, rows)
         d = y - self.flat_out
         diff = xp.sum(d * self.flat_v, axis=1)
         changed = d != 0
@@ -390,6 +393,22 @@ class PhiEvaluator:
         touched = xp.where(changed, xp.maximum(xp.abs(y), 1.0), 0.0)
         moved = xp.sum(touched * self.abs_v, axis=1)
         return to_numpy(diff), to_numpy(moved)
+
+    def _contract_numpy(self, y, rows):
+        """:meth:`_contract` in two scratch arrays the evaluator keeps: no temporaries (fresh
+        output-sized arrays cost page faults), the same sums."""
+        if self.scratch is None or self.scratch[0].shape[0] < rows:
+            self.scratch = (np.empty((rows, y.shape[1])), np.empty((rows, y.shape[1]), dtype=bool))
+        work, changed = self.scratch[0][:rows], self.scratch[1][:rows]
+        v = np.asarray(self.flat_v, dtype=np.float64)
+        d = np.subtract(y, self.flat_out, out=work)
+        diff = np.einsum("ij,j->i", d, v)
+        np.not_equal(d, 0.0, out=changed)
+        touched = np.abs(y, out=work)
+        np.maximum(touched, 1.0, out=touched)
+        np.multiply(touched, changed, out=touched)
+        moved = np.einsum("ij,j->i", touched, np.asarray(self.abs_v, dtype=np.float64))
+        return diff, moved
 
     def _phi_chunk_unguarded(self, chunk):
         xp = self.xp
