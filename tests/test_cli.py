@@ -498,7 +498,8 @@ def test_python_dash_m_runs(tmp_path):
 def test_ctrl_c_writes_an_interrupted_record_and_exits_130(tmp_path):
     ops = "relu,linear,maxout,softmax_cross_entropy,batchnorm_train,log_softmax,softmax,tanh"
     proc = subprocess.Popen(
-        [str(BIN / "gradverify"), "verify", "--ops", ops, "--examples", "40", "--seed", "0", "--json", str(tmp_path / "run.json"), "--report", str(tmp_path / "index.html")],
+        # Enough examples that the ops after the first outlast any delay before the signal.
+        [str(BIN / "gradverify"), "verify", "--ops", ops, "--examples", "200", "--seed", "0", "--json", str(tmp_path / "run.json"), "--report", str(tmp_path / "index.html")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
