@@ -1,18 +1,11 @@
 """What a check returns: a JSON-safe record whose ``str()`` is the readable report."""
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
+from gradverify._record import jsonable
+
 BLAMES = ("analytic", "numerical", None)
-
-
-def _num(x):
-    """A JSON-safe float: NaN and infinities become strings, as JSON has no literal for them."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else repr(x)
 
 
 def _fmt(x, digits=10):
@@ -114,20 +107,10 @@ class VerificationResult:
 
     def to_dict(self):
         """A JSON-safe dict (NaN and infinities as strings, tuples as lists)."""
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
     def __str__(self):
         return format_report(self)
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return _num(obj)
-    return obj
 
 
 def format_report(r):

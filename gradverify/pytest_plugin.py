@@ -341,7 +341,7 @@ class _Session:
         if context is not None and not result.passed and not final:
             return None
         backend, device = _backend_of(inputs)
-        record = {"result": _record.jsonable(result.to_dict()), "reproduce": self._reproduce(item), "backend": backend, "device": device}
+        record = {"result": result.to_dict(), "reproduce": self._reproduce(item), "backend": backend, "device": device}
         if not result.passed:
             record["inputs"] = _inputs_record(inputs)
         if context is not None:
