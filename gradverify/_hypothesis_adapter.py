@@ -210,3 +210,12 @@ def _leaves(exc):
             yield from _leaves(inner)
     else:
         yield exc
+
+
+# -- drawing inside a running test -------------------------------------------------------------
+
+
+def draw(context, strategy):
+    """Draw from ``strategy`` with the running ``@given`` example's own data (Hypothesis does not
+    nest ``@given``), so that the outer test shrinks and replays what was drawn."""
+    return context.data.draw(strategy)

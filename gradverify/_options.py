@@ -44,6 +44,9 @@ class CheckOptions:
     max_batch_bytes: int = 2**23
     time_budget: float | None = DEFAULT_TIME_BUDGET
     name: str | None = None
+    explore: int = 0
+    domains: tuple | None = None
+    allow_nonfinite: bool = False
 
     def __post_init__(self):
         truth = self.truth
@@ -57,7 +60,12 @@ class CheckOptions:
         _require_int(self.dps, "dps", 30)
         _require_int(self.seed, "seed", 0)
         _require_int(self.max_batch_bytes, "max_batch_bytes", 1)
-        for name in ("batched", "richardson"):
+        _require_int(self.explore, "explore", 0)
+        if self.domains is not None:
+            from gradverify._explore import normalize_domains  # imports NumPy: only when domains are given
+
+            object.__setattr__(self, "domains", normalize_domains(self.domains))
+        for name in ("batched", "richardson", "allow_nonfinite"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgument(f"{name}={getattr(self, name)!r} must be True or False")
         if self.rtol is not None and not (_is_real(self.rtol) and 0 < self.rtol < 1):
@@ -101,6 +109,8 @@ class CheckOptions:
             value = getattr(self, f.name)
             if f.name in skip or (f.name not in always and value == f.default):
                 continue
+            if f.name == "domains":
+                value = dict(value)  # as the caller most likely wrote it
             parts.append(f"{f.name}={value!r}")
         return ", ".join(parts)
 
@@ -144,6 +154,13 @@ def _parse_rtol(text):
     return value
 
 
+def _parse_explore(text):
+    value = int(text)
+    if value < 0:
+        raise ValueError("the number of variants to explore must be an integer >= 0 (0: the example only)")
+    return value
+
+
 def _parse_time_budget(text):
     if text.strip().lower() == "none":
         return None
@@ -160,6 +177,7 @@ TEXT_SETTINGS = {
         TextSetting("mode", "|".join(MODES), "finite differences for every element (full), along random directions (directional), or auto (default)", _parse_choice(MODES)),
         TextSetting("rtol", "R", "relative tolerance of every gradient check, a number in (0, 1) (default: by dtype)", _parse_rtol),
         TextSetting("truth", "|".join(TRUTHS), "the high-precision truth: auto (default), elementwise, directional or off", _parse_choice(TRUTHS)),
+        TextSetting("explore", "N", "after each check's example, search up to N variants of it for inputs that show a bug (default 0: the example only)", _parse_explore),
         TextSetting(
             "time_budget",
             "SECONDS",

@@ -34,7 +34,7 @@ def reproduce_line(entry, callables, placeholders, inputs, cotangent, options_te
     ``placeholders`` name the callables when they cannot be imported (``fn``, ``vjp``);
     ``cotangent`` is the caller's cotangent, or None when the default was used.
     """
-    missing = []
+    missing, supplied = [], []
     imports, names = {}, []
     for f, placeholder in zip(callables, placeholders):
         partial = _partial_parts(f)
@@ -42,6 +42,7 @@ def reproduce_line(entry, callables, placeholders, inputs, cotangent, options_te
         if where is None:
             missing.append(f"{placeholder} ({_describe(f)}) cannot be imported by name")
             names.append(placeholder)
+            supplied.append(placeholder)
             continue
         module, qualname = where
         imports.setdefault(module, []).append(qualname.split(".")[0])
@@ -52,17 +53,24 @@ def reproduce_line(entry, callables, placeholders, inputs, cotangent, options_te
     arrays = list(inputs) + ([cotangent] if cotangent is not None else [])
     size = sum(int(np.asarray(_backend.to_numpy(x)).size) for x in arrays)
     written = [write_array(x) for x in arrays]
+    unwritten = None
     if size > MAX_WRITTEN_ELEMENTS:
-        missing.append(f"the inputs have {size} elements, more than the {MAX_WRITTEN_ELEMENTS} written out")
+        unwritten = f"the inputs have {size} elements, more than the {MAX_WRITTEN_ELEMENTS} written out"
     elif any(w is None for w in written):
-        missing.append("an input cannot be written exactly (" + ", ".join(_why_not_written(x) for x, w in zip(arrays, written) if w is None) + ")")
-    if missing:
+        unwritten = "an input cannot be written exactly (" + ", ".join(_why_not_written(x) for x, w in zip(arrays, written) if w is None) + ")"
+    if unwritten:
+        missing.append(unwritten)
         inputs_text = ["*inputs"] + (["cotangent=cotangent"] if cotangent is not None else [])
         call = f"gradverify.{entry}({', '.join(names + inputs_text)}, {options_text})"
         return f"{call}  # with the same {', '.join(placeholders)} and inputs: {'; '.join(missing)}"
     arrays_text = [w[1] for w in written]
     array_imports = sorted({w[0] for w in written})
     args = arrays_text[: len(inputs)] + ([f"cotangent={arrays_text[-1]}"] if cotangent is not None else [])
+    if missing:
+        # The inputs are written out even where the functions must be supplied: for a
+        # variant found by explore=, they are what the reader cannot rebuild.
+        call = f"gradverify.{entry}({', '.join(names + args)}, {options_text})"
+        return f"{call}  # with the same {', '.join(supplied)}: {'; '.join(missing)}"
     statements = ["import gradverify", *array_imports]
     statements += [f"from {module} import {', '.join(dict.fromkeys(found))}" for module, found in imports.items()]
     statements.append(f"print(gradverify.{entry}({', '.join(names + args)}, {options_text}))")

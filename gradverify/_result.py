@@ -104,6 +104,7 @@ class VerificationResult:
     evaluations: dict
     seconds: float
     reproduce: str = ""
+    explore: object = None  # gradverify._explore.ExploreReport when explore=N was asked for
 
     def to_dict(self):
         """A JSON-safe dict (NaN and infinities as strings, tuples as lists)."""
@@ -138,9 +139,36 @@ def format_report(r):
         lines.append(f"  STRUCTURAL {s.kind}{where}: {s.message}")
     for p in r.per_input:
         lines.extend(_format_input(p))
-    if r.reproduce and not r.passed:
+    finding = r.explore.finding if r.explore is not None else None
+    if r.reproduce and not r.passed and finding is None:
         lines.append(f"  reproduce: {r.reproduce}")
+    if r.explore is not None:
+        lines.extend(_format_explore(r.explore))
     return "\n".join(lines)
+
+
+def _format_explore(x):
+    skipped = [f"{n} {what}" for n, what in ((x.outside_domain, "outside an inferred domain"), (x.beyond_range, "overflowing a value beyond float range"), (x.allowed_nonfinite, "non-finite, allowed")) if n]
+    lines = [
+        f"  explore: {x.tried} of up to {x.requested} variant(s) tried, {x.flagged} checked again in full"
+        + (f", skipped {', '.join(skipped)}" if skipped else "")
+        + f" ({x.seconds:.2f} s)" + (f"; {x.note}" if x.note else "")
+    ]
+    lines.extend(f"    sizes {s}" for s in x.symbols)
+    lines.extend(f"    fixed {s}" for s in x.fixed)
+    if x.domains:
+        lines.append(f"    domains {'; '.join(x.domains)}")
+    f = x.finding
+    if f is not None:
+        side = f" in the {f.side}" if f.side else ""
+        lines.append(f"  FOUND ({f.kind}{side}) on the variant: {f.variant}")
+        lines.append(f"    input shapes {', '.join(str(s) for s in f.shapes)}" if f.shapes else "")
+        lines.append(f"    {f.message}")
+        if f.result is not None:
+            lines.extend("    " + line for line in str(f.result).splitlines()[1:] if not line.lstrip().startswith("reproduce:"))
+        if f.reproduce:
+            lines.append(f"  reproduce the variant: {f.reproduce}")
+    return [line for line in lines if line]
 
 
 def _format_input(p):
