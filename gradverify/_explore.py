@@ -54,6 +54,8 @@ DOMAINS = ("real", "positive", "nonnegative", "probability", "probability_rows",
 NEAR = 1e-12  # how close to 0 or 1 a probability edit goes
 # Each variant changes the example by 1..MAX_EDITS edits.
 MAX_EDITS = 3
+# Random directions of the cheap screen of each variant.
+SCREEN_DIRECTIONS = 2
 # Checks spent shrinking a finding before the smallest one found so far is reported.
 MAX_SHRINK_CHECKS = 60
 
@@ -556,16 +558,88 @@ class Explorer:
                 return None
             return self._nonfinite(sig, edits, hosts, y_host, finding)
         cotangent = self._cotangent()
-        screen = self._check(inputs, cotangent, truth="off")
-        if isinstance(screen, Finding) or screen.passed:
-            return screen if isinstance(screen, Finding) else None
+        try:
+            if self._screen(inputs, y_host, cotangent):
+                return None
+        except UserFunctionError as exc:
+            return finding("raises", "backward", str(exc), reproduce=self._reproduce(inputs, cotangent))
         self.report.flagged += 1
-        full = self._check(inputs, cotangent)
-        if isinstance(full, Finding) or full.passed:
-            return full if isinstance(full, Finding) else None
-        if full.blame == "analytic":
-            return finding("gradient", "backward", _first_line(full), full)
-        return finding("inconclusive", None, _first_line(full), full)
+        try:
+            full = self._check(inputs, cotangent)
+        except UserFunctionError as exc:
+            side = "forward" if str(exc).startswith("fn ") else "backward"
+            return finding("raises", side, str(exc).split(" (its traceback", 1)[0], reproduce=self._reproduce(inputs, cotangent))
+        except CheckBudgetExceeded:
+            return None
+        if full.passed:
+            return None
+        return finding("gradient" if full.blame == "analytic" else "inconclusive", "backward" if full.blame == "analytic" else None, _first_line(full), full)
+
+    def _screen(self, inputs, y_host, cotangent):
+        """True when the variant looks clean: the backward's shapes are right and it agrees with
+        central differences along SCREEN_DIRECTIONS random directions, at two steps.
+
+        About 4 evaluations of fn per direction and one of vjp, where a full check would cost
+        2-3 per element: what it misses is only where to look, since a flagged variant gets
+        the full check and only that check's verdict counts.
+        """
+        run = self.run
+        rng = np.random.default_rng([run.options.seed, self.report.tried + self.report.shrink_checks])
+        v = rng.standard_normal(y_host.shape) if cotangent is None else np.broadcast_to(np.asarray(_backend.to_numpy(cotangent), dtype=np.float64), y_host.shape)
+        try:
+            grads = run.vjp(_backend.from_numpy(v.astype(y_host.dtype), self.xp, self.device), *inputs)
+        except GradVerifyError:
+            raise
+        except Exception as exc:
+            raise UserFunctionError(f"vjp raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(grads, (tuple, list)) or len(grads) != len(inputs):
+            return False
+        x64 = {i: np.asarray(_backend.to_numpy(inputs[i]), dtype=np.float64) for i in run.wrt}
+        g64 = {}
+        for i in run.wrt:
+            g = grads[i]
+            if g is None or tuple(getattr(g, "shape", ())) != x64[i].shape:
+                return False
+            g64[i] = np.asarray(_backend.to_numpy(g), dtype=np.float64)
+            if not np.all(np.isfinite(g64[i])):
+                return False
+        rtol = max(run.rtols.values())
+        for _ in range(SCREEN_DIRECTIONS):
+            d = {i: rng.standard_normal(x.shape) * np.maximum(np.abs(x), 1e-3 + np.sqrt(np.mean(x * x))) for i, x in x64.items()}
+            analytic = sum(float(np.sum(g64[i] * d[i])) for i in d)
+
+            def phi(t):
+                args = list(inputs)
+                for i in d:
+                    args[i] = _backend.from_numpy((x64[i] + t * d[i]).astype(x64[i].dtype), self.xp, self.device)
+                y = np.asarray(_backend.to_numpy(run.fn(*args)), dtype=np.float64)
+                return float(np.sum(v * y))
+
+            h = 1e-5
+            try:
+                at = {t: phi(t) for t in (-h, -h / 2, h / 2, h)}
+            except GradVerifyError:
+                raise
+            except Exception:
+                return False  # fn fails next to the variant: let the full check say why
+            noise = 4 * np.finfo(np.float64).eps * (float(np.sum(np.abs(v * y_host))) + 1.0) / h
+
+            def agrees(coarse, fine, value):
+                return abs(value - fine) <= 10 * (abs(coarse - fine) + noise) + 10 * rtol * max(abs(value), abs(fine))
+
+            if agrees((at[h] - at[-h]) / (2 * h), (at[h / 2] - at[-h / 2]) / h, analytic):
+                continue
+            # A kink along d: the slopes on either side must each settle, and the analytic
+            # value lie between them (a subgradient); else the full check decides.
+            zero = phi(0.0)
+            right = ((at[h] - zero) / h, (at[h / 2] - zero) * 2 / h)
+            left = ((zero - at[-h]) / h, (zero - at[-h / 2]) * 2 / h)
+            settled = abs(right[0] - right[1]) <= 1e-3 * max(abs(right[1]), 1e-300) + 2 * noise and abs(left[0] - left[1]) <= 1e-3 * max(abs(left[1]), 1e-300) + 2 * noise
+            lo, hi = sorted((right[1], left[1]))
+            slack = 10 * rtol * max(abs(lo), abs(hi)) + 4 * noise
+            if not (settled and lo - slack <= analytic <= hi + slack):
+                return False
+        return True
 
     def _cotangent(self):
         v = self.run.cotangent
@@ -573,19 +647,14 @@ class Explorer:
             return v  # a scalar cotangent (check_grad's 1) fits every variant
         return None
 
-    def _check(self, inputs, cotangent, **changes):
+    def _check(self, inputs, cotangent):
+        """The full check of a flagged variant, with the caller's options (truth included)."""
         from gradverify._check import _CheckRun
 
         run = self.run
         budget = None if self.deadline is None else max(self.deadline - time.perf_counter(), 1e-3)
-        options = run.options.replace(explore=0, time_budget=budget, **changes)
-        try:
-            return _CheckRun(run.fn, run.vjp, inputs, cotangent, options, run.origin.with_cotangent(cotangent)).execute()
-        except UserFunctionError as exc:
-            side = "forward" if str(exc).startswith("fn ") else "backward"
-            return Finding("raises", side, "", str(exc).split(" (its traceback", 1)[0], [], self._reproduce(inputs, cotangent))
-        except CheckBudgetExceeded:
-            return None
+        options = run.options.replace(explore=0, time_budget=budget)
+        return _CheckRun(run.fn, run.vjp, inputs, cotangent, options, run.origin.with_cotangent(cotangent)).execute()
 
     def _reproduce(self, inputs, cotangent=None):
         from gradverify._reproduce import reproduce_line
@@ -689,47 +758,54 @@ def _search(explorer, sig, edits, options):
     from gradverify import _hypothesis_adapter as adapter
 
     n = options.explore
-    # Most of the budget goes to the canonical variants, the rest to Hypothesis' draws.
+    # Most of the budget goes to the canonical variants (single edits, already minimal, so
+    # run directly), the rest to Hypothesis' draws, which shrink.
     explicit = canonical(sig)[: max(n - n // 4, 1) if n > 1 else 1]
+    for variant in explicit:
+        if explorer.out_of_time():
+            return None
+        try:
+            explorer.test(sig, variant)
+        except _Found as exc:
+            return exc.finding
     drawn = n - len(explicit)
-    context = adapter.build_context()
-    if context is not None:
-        # Inside a running @given test (Hypothesis does not nest @given): draw from its own
-        # data, so that the outer test shrinks and replays the variants.
-        variants = [lambda e=e: e for e in explicit] + [lambda: adapter.draw(context, edits)] * drawn
-        for variant in variants:
-            if explorer.out_of_time():
-                return None
-            try:
-                explorer.test(sig, variant())
-            except _Found as exc:
-                return exc.finding
+    if not drawn:
         return None
-    return _inner_search(explorer, sig, edits, explicit, drawn, options.seed)
+    context = adapter.build_context()
+    if context is None:
+        return _inner_search(explorer, sig, edits, drawn, options.seed)
+    # Inside a running @given test (Hypothesis does not nest @given): draw from its own data,
+    # so that the outer test shrinks and replays the variants.
+    for _ in range(drawn):
+        if explorer.out_of_time():
+            return None
+        try:
+            explorer.test(sig, adapter.draw(context, edits))
+        except _Found as exc:
+            return exc.finding
+    return None
 
 
-def _inner_search(explorer, sig, edits, explicit, drawn, seed_):
-    from hypothesis import HealthCheck, Phase, Verbosity, example, given, seed, settings
+def _inner_search(explorer, sig, edits, drawn, seed_):
+    from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
     from hypothesis.errors import Flaky
 
-    def search(variant):
-        explorer.test(sig, variant)
-
-    search = given(edits)(search)
-    for e in reversed(explicit):
-        search = example(e)(search)
-    search = settings(
-        max_examples=max(drawn, 1),
+    @seed(seed_)
+    @settings(
+        max_examples=drawn,
         database=None,
         deadline=None,
         derandomize=False,
-        phases=(Phase.explicit, Phase.generate, Phase.shrink) if drawn else (Phase.explicit,),
+        phases=(Phase.generate, Phase.shrink),
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=False,
         verbosity=Verbosity.quiet,
         print_blob=False,
-    )(search)
-    search = seed(seed_)(search)
+    )
+    @given(edits)
+    def search(variant):
+        explorer.test(sig, variant)
+
     try:
         search()
     except _Found as exc:
