@@ -6,23 +6,30 @@ max-subtraction that overflows above 709, an ``x / |x|`` at an exact zero, ``gra
 with duplicate indices). So a check with ``explore=N`` goes on, once the example passes, to
 up to N variants of it, each the example changed by one to three *edits*:
 
-* shape edits: the sizes of the example are *symbols* (equal sizes across inputs are one
-  symbol, size-1 axes stay 1); a symbol goes to 1, to another symbol's size, to 2**k +- 1,
-  or two symbols swap. A symbol the forward rejects changing (it raises at size + 1, as a
-  weight closed over by ``fn`` makes it) stays fixed, and the report says so;
+* shape edits: the example's sizes are *symbols*. Axes of equal size start as one symbol and
+  split into the groups the forward accepts changing on their own (rows and columns of a
+  square input become two symbols, so that a variant can make them differ); size-1 axes
+  change only all together (one alone would often broadcast); a group the forward rejects
+  at a fresh size (a weight closed over by ``fn``) stays fixed, and the report says so. A
+  symbol goes to 1, to another symbol's size, to 2**k +- 1, or two symbols swap;
 * value edits, in each input's *domain* (inferred from the example, or declared with
-  ``domains=``): an exact zero, a tie with the next element, a large magnitude (up to and
-  beyond exp's overflow at 709.78), a tiny one, a whole input made negative or positive,
-  probabilities at and next to 0 and 1, one-hot rows, duplicated and extreme indices.
+  ``domains=``): an exact zero, a saturating -50, exp's overflow at 710, a whole input made
+  negative or positive, a tie with the next element, a row of zeros, tiny and huge
+  magnitudes, probabilities at and next to 0 and 1, one-hot rows, duplicated and extreme
+  indices, and, past an *inferred* positive domain, a sign change.
 
-Hypothesis generates the edits, so that a failing variant shrinks to a minimal one (few
-edits, the simplest kind) and the search is deterministic for a seed; inside a running
-``@given`` test the edits are drawn from that test's own data instead (Hypothesis does not
-nest ``@given``), so that the outer test shrinks and replays them.
+The first three quarters of the N variants are *canonical*: single edits taken in turn from
+each symbol and each input, most telling first, so that the bugs above never depend on the
+luck of a draw. The rest are drawn by Hypothesis (one to three edits), so that a failure
+shrinks to a minimal variant, deterministically for a seed; inside a running ``@given`` test
+they are drawn from that test's own data instead (Hypothesis does not nest ``@given``), so
+that the outer test shrinks and replays them.
 
-Each variant is screened cheaply (the forward's finiteness, then the finite differences
-without the truth); only a variant the screen flags is checked again with the caller's
-options, truth included, and only what that check confirms is a finding:
+Each variant is screened cheaply: the forward must be finite, the backward must run and
+return finite gradients of the right shapes that agree with central differences along two
+random directions (or, at a kink along one, lie between settled one-sided slopes). Only a
+variant the screen flags is checked in full, with the caller's options and truth, and only
+what that check confirms is a finding:
 
 * ``gradient``: the backward is wrong there (or returns the wrong shape);
 * ``raises``: the forward or the backward raises on the variant;
@@ -276,16 +283,16 @@ class ShapeEdit:
 @dataclass(frozen=True)
 class ValueEdit:
     input: int
-    kind: str  # "set", "tie", "negated", "negative", "positive", or an index or row edit
+    kind: str  # "set", "tie", "negated", "negative", "positive", "zero_row", or an index or row edit
     value: float = 0.0  # "set": the value planted
     position: int = 0  # a flat position, taken modulo the input's size
 
 
 # Each domain's value edits, most telling first (the canonical variants take them in this
-# order): exact zeros, a saturating -50, exp's overflow at 710, sign changes, ties, tiny and
-# huge magnitudes. "negated" steps outside an *inferred* positive domain: a forward that
+# order): exact zeros, a saturating -50, exp's overflow at 710, sign changes, ties, a row of
+# zeros, tiny and huge magnitudes. "negated" steps outside an *inferred* positive domain: a forward that
 # rejects it marks the end of the domain, not a bug.
-_REAL = (("set", 0.0), ("set", -50.0), ("set", 710.0), ("negative", 0.0), ("tie", 0.0), ("set", 1e-8), ("positive", 0.0), ("set", -710.0), ("set", 50.0), ("set", 1e-30), ("set", 100.0), ("set", 709.0))
+_REAL = (("set", 0.0), ("set", -50.0), ("set", 710.0), ("negative", 0.0), ("tie", 0.0), ("zero_row", 0.0), ("set", 1e-8), ("positive", 0.0), ("set", -710.0), ("set", 50.0), ("set", 1e-30), ("set", 100.0), ("set", 709.0))
 _EDITS = {
     "real": _REAL,
     "logits": (("set", 710.0), ("set", -50.0), ("set", 0.0), ("tie", 0.0), ("set", 1000.0), ("set", -710.0), ("negative", 0.0), ("set", 50.0), ("set", 1e-8)),
@@ -453,6 +460,11 @@ def _apply_value(hosts, e, sig, sizes):
         rows[r] = off
         rows[r, c] = 1.0 - off * (x.shape[-1] - 1)
         return f"{label} row {r} {'one-hot' if kind == 'one_hot' else 'nearly one-hot'} at {c}"
+    if kind == "zero_row":
+        rows = x.reshape(-1, x.shape[-1]) if x.ndim else flat.reshape(1, 1)
+        r = (p // rows.shape[1]) % rows.shape[0]
+        rows[r] = 0.0
+        return f"{label} row {r} all zero" if x.ndim > 1 else f"{label} all zero"
     if kind == "all_same":
         flat[:] = flat[p]
         return f"{label} all {flat[p]} (every index the same)"
