@@ -63,7 +63,7 @@ def test_run_record(tmp_path):
         assert isinstance(prov[key], kind), key
     assert prov["git_commit"] is None or (isinstance(prov["git_commit"], str) and len(prov["git_commit"]) == 40)
     assert (prov["backend"], prov["device"], prov["seed"], prov["interrupted_in"]) == ("numpy", "cpu", 7, None)
-    assert prov["check_options"] == {"dps": 40, "mode": "auto", "rtol": None, "truth": "auto", "time_budget": 600.0}
+    assert prov["check_options"] == {"dps": 40, "mode": "auto", "rtol": None, "truth": "auto", "time_budget": 600.0, "explore": 0}
     assert {"gradverify", "numpy", "mpmath", "hypothesis"} <= set(prov["versions"])
     assert ("cupy" in prov["versions"]) == ("cupy" in sys.modules)  # listed only once imported
     (op,) = run["ops"]
@@ -179,7 +179,7 @@ def test_check_options_reach_every_check(tmp_path, monkeypatch):
     status, run = _verify(tmp_path, "--ops", "relu,tanh", "--examples", "2", "--dps", "45", "--mode", "full", "--truth", "elementwise", "--rtol", "1e-6", "--time-budget", "none")
     assert status == 0 and len(seen) == sum(o["examples"] for o in run["ops"]) >= 2
     assert all(s == {"dps": 45, "mode": "full", "truth": "elementwise", "rtol": 1e-6, "time_budget": None} for s in seen)
-    assert run["provenance"]["check_options"] == {"dps": 45, "mode": "full", "rtol": 1e-6, "truth": "elementwise", "time_budget": None}
+    assert run["provenance"]["check_options"] == {"dps": 45, "mode": "full", "rtol": 1e-6, "truth": "elementwise", "time_budget": None, "explore": 0}
 
 
 # -- output paths -------------------------------------------------------------------------------

@@ -264,7 +264,7 @@ def test_marker_merges_over_the_session_and_under_call_keywords(pytester):
     result.assert_outcomes(passed=4, failed=5)
     result.stdout.fnmatch_lines(
         [
-            "*InvalidArgument: @pytest.mark.gradverify on test_user.py::test_unknown_option got unknown option(s) tolerance; choose from batched, cotangent, *, target, *",
+            "*InvalidArgument: @pytest.mark.gradverify on test_user.py::test_unknown_option got unknown option(s) tolerance; choose from allow_nonfinite, batched, cotangent, *, target, *",
             "*InvalidArgument: @pytest.mark.gradverify on test_user.py::test_bad_value: rtol=2 must be a number in (0, 1)*",
             "*InvalidArgument: @pytest.mark.gradverify on test_user.py::TestBadClassMarker: mode='fast' is not one of 'auto', 'full', 'directional'",
             "*InvalidArgument: gradcheck(...): truth='maybe' is not one of*",
