@@ -26,6 +26,7 @@ evidence a bounded number of times. Every call of ``fn`` and ``vjp`` is counted 
 made (the evaluation counts in the result are real) and checked against the time budget.
 """
 
+import dataclasses
 import functools
 import time
 from collections.abc import Mapping
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradverify import _arbiter, _backend, _highprec, _numerical, _structural, _tolerances, _verdict
+from gradverify import _arbiter, _backend, _explore, _highprec, _numerical, _structural, _tolerances, _verdict
 from gradverify._errors import CheckBudgetExceeded, GradVerifyError, HighPrecisionUnavailable, InvalidArgument, UserFunctionError, asserting
 from gradverify._options import DEFAULT_DPS, DEFAULT_TIME_BUDGET, CheckOptions
 from gradverify._reproduce import reproduce_line
@@ -73,6 +74,9 @@ def check_vjp(
     max_batch_bytes=2**23,
     time_budget=DEFAULT_TIME_BUDGET,
     name=None,
+    explore=0,
+    domains=None,
+    allow_nonfinite=False,
 ):
     """Check a hand-written vector-Jacobian product against finite differences and the truth.
 
@@ -115,6 +119,19 @@ def check_vjp(
         with what was found so far. None: no bound.
     name : str, optional
         The function's name in the report.
+    explore : int
+        Once the example passes, search up to this many variants of it (sizes set to 1,
+        made equal or odd; zeros, ties, large and tiny values, ...) for an input that shows
+        a bug, with Hypothesis, so that a finding shrinks to a minimal variant; see
+        :mod:`gradverify._explore`. Default 0: the example only.
+    domains : dict, optional
+        ``{input position: domain}`` for the variants' values, where the example's own
+        values would suggest the wrong one: ``"real"``, ``"positive"``, ``"nonnegative"``,
+        ``"probability"``, ``"probability_rows"``, ``"logits"``, or ``("index", (j, axis))``
+        for integer indices into ``inputs[j]``'s axis ``axis``.
+    allow_nonfinite : bool
+        A variant where ``fn`` is not finite is skipped rather than reported (for an op
+        with a real singularity the high-precision forward cannot recognise).
 
     Returns
     -------
@@ -223,6 +240,9 @@ class _Origin:
     placeholders: tuple  # their names in the signature
     cotangent: object  # the caller's, or None for the default
 
+    def with_cotangent(self, cotangent):
+        return dataclasses.replace(self, cotangent=cotangent)
+
 
 assert_vjp = asserting(check_vjp)
 assert_layer = asserting(check_layer)
@@ -320,7 +340,8 @@ class _CheckRun:
         self.inputs = seen.inputs
         self.found.append(f"{len(seen.findings)} structural finding(s)" + (": " + ", ".join(f.kind for f in seen.findings) if seen.findings else ""))
         reports = self._numerics(seen) if seen.numbers_possible else []
-        return self._result(seen, reports)
+        result = self._result(seen, reports)
+        return _explore.explore(self, result) if self.options.explore else result
 
     def _numerics(self, seen):
         xp, options = self.xp, self.options
