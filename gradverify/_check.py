@@ -149,6 +149,7 @@ def check_vjp(
     options = CheckOptions(
         wrt=wrt, mode=mode, batched=batched, directions=directions, truth=truth, dps=dps, rtol=rtol,
         richardson=richardson, seed=seed, max_batch_bytes=max_batch_bytes, time_budget=time_budget, name=name,
+        explore=explore, domains=domains, allow_nonfinite=allow_nonfinite,
     )
     origin = _Origin("check_vjp", (fn, vjp), ("fn", "vjp"), cotangent)
     return _CheckRun(fn, vjp, inputs, cotangent, options, origin).execute()
