@@ -1079,3 +1079,20 @@ def test_readme_gradient_tests_run_as_written(pytester):
     result = pytester.runpytest_subprocess("--gradverify-backends=numpy,strict", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["* gradient checks in 3 tests: * passed, 0 failed"])
+
+
+def test_adapter_draws_from_the_running_example_so_that_it_shrinks_with_it():
+    """A draw inside a @given test is part of its example: a failure on the inner draw shrinks."""
+    shrunk = []
+
+    @settings(DEFAULT, max_examples=200, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.integers(0, 10))
+    def outer(n):
+        inner = adapter.draw(adapter.build_context(), st.integers(0, 1000))
+        if adapter.is_final(adapter.build_context()):
+            shrunk.append(inner)
+        assert inner < 500
+
+    with pytest.raises(AssertionError):
+        outer()
+    assert shrunk == [500]
