@@ -359,10 +359,11 @@ class _CheckRun:
         except Exception as exc:
             raise UserFunctionError(f"fn raised {type(exc).__name__} on the float64 copies of the inputs: {exc}") from exc
         _backend.validate_float64_output(out64, seen.out)
+        seen.out = None  # only its shape mattered; fn's float64 output is kept
         evaluator = _numerical.PhiEvaluator(self._metered, x64, v64, xp=xp, batched=options.batched, max_batch_bytes=options.max_batch_bytes, out=out64)
+        del out64  # the evaluator keeps its own copy
         if options.batched:
             self._check_batched_claim(evaluator, wrt)
-        seen.out = None  # only its shape mattered from here on; fn's float64 output is kept
         hosts = {i: _host64(x64[i]) for i in wrt}
         analytic = {i: _host64(seen.grads[i]) for i in wrt}
         total = self.total = sum(h.size for h in hosts.values())
@@ -380,7 +381,8 @@ class _CheckRun:
         def directional(over):
             rng = np.random.default_rng([options.seed, 1])
             count = min(options.directions, LAZY_DIRECTIONS) if self.truth_used == "lazy" else options.directions
-            dirs = [_Direction({i: rng.choice(np.array([-1, 1], dtype=np.int8), size=hosts[i].size) for i in over}, hosts) for _ in range(count)]
+            rms = {i: input_scale(hosts[i]) for i in over}
+            dirs = [_Direction({i: rng.choice(np.array([-1, 1], dtype=np.int8), size=hosts[i].size) for i in over}, hosts, rms) for _ in range(count)]
             if mode == "full":
                 # The elements at kinks were judged one by one; the truth's directions leave
                 # them alone, as a line through several kinks brackets too few subgradients.
@@ -496,8 +498,7 @@ class _CheckRun:
         """Random signed directions over all inputs at once: ``<grad, d>`` against ``phi'`` along ``d``."""
         richardson = self.options.richardson
         rtol = max(self.rtols[i] for i in wrt)
-        a = np.array([sum(float(analytic[i] @ d[i]) for i in wrt) for d in dirs])
-        terms = np.array([sum(float(np.abs(analytic[i]) @ np.abs(d[i])) for i in wrt) for d in dirs])
+        a, terms = np.array([_along(analytic, d, wrt) for d in dirs]).T
         # A direction moves every element by its own scale: phi's natural rate of change along
         # it is phi's own magnitude (scale 1 in t).
         natural = _tolerances.natural_size(evaluator.magnitude, v_max, 1.0, terms)
@@ -806,17 +807,31 @@ class _Direction(Mapping):
     input cost a fraction of it, not a few copies.
     """
 
-    def __init__(self, signs, hosts):
-        self.signs, self.hosts = signs, hosts
+    def __init__(self, signs, hosts, rms):
+        self.signs, self.hosts, self.rms = signs, hosts, rms
 
     def __getitem__(self, i):
-        return self.signs[i] * _numerical.step_scale(self.hosts[i])
+        # _numerical.step_scale with the input's rms computed once: one array, no temporaries.
+        d = np.abs(self.hosts[i])
+        np.maximum(d, self.rms[i], out=d)
+        d *= self.signs[i]
+        return d
 
     def __iter__(self):
         return iter(self.signs)
 
     def __len__(self):
         return len(self.signs)
+
+
+def _along(analytic, d, wrt):
+    """``(<grad, d>, <|grad|, |d|>)`` for direction ``d``, each input's part materialized once."""
+    slope = terms = 0.0
+    for i in wrt:
+        di = d[i]
+        slope += float(analytic[i] @ di)
+        terms += float(np.abs(analytic[i]) @ np.abs(di, out=di))
+    return slope, terms
 
 
 def _resolution(st):

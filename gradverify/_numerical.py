@@ -277,9 +277,14 @@ class PhiEvaluator:
         self.out = xp.asarray(fn(*inputs) if out is None else out, copy=True)
         self.calls = 1
         self.eps = float(xp.finfo(self.out.dtype).eps)
-        weighted = self.out * cotangent
-        self.magnitude = float(xp.sum(xp.abs(weighted)))  # sum(|v * fn(x)|)
-        self.noise_magnitude = float(xp.sum(xp.abs(cotangent) * xp.maximum(xp.abs(self.out), 1.0)))
+        # In place: on a large output every temporary is another copy of it.
+        weighted = xp.abs(self.out)
+        weighted *= xp.abs(cotangent)
+        self.magnitude = float(xp.sum(weighted))  # sum(|v * fn(x)|)
+        weighted = xp.maximum(xp.abs(self.out), 1.0)
+        weighted *= xp.abs(cotangent)
+        self.noise_magnitude = float(xp.sum(weighted))
+        del weighted
         # The spacing of subnormals: below it everything is underflow.
         self.tiny = float(xp.finfo(self.out.dtype).smallest_normal) * self.eps
         out_size = int(np.prod(self.out.shape))
@@ -305,7 +310,7 @@ class PhiEvaluator:
         self.in_place = self.scatter and not batched
         self.buffers = {}
         self.block = None
-        self.abs_v = None
+        self.flat_v = None
         self.scratch = None
 
     def noise(self, moved):
@@ -321,6 +326,10 @@ class PhiEvaluator:
         if i not in self.flat:
             self.flat[i] = self.xp.reshape(self.inputs[i], (-1,))
         return self.flat[i]
+
+    def size(self, i):
+        """Number of elements of input ``i``."""
+        return int(np.prod(self.inputs[i].shape))
 
     def _host(self, i):
         """The flattened input ``i`` on the host (float64 sums for in-place perturbations)."""
@@ -379,8 +388,7 @@ class PhiEvaluator:
         Written so that at most about three output-sized temporaries live at once.
         """
         xp = self.xp
-        if self.abs_v is None:
-            self.abs_v = xp.reshape(xp.abs(self.v), (-1,))
+        if self.flat_v is None:
             self.flat_v = xp.reshape(self.v, (-1,))
             self.flat_out = xp.reshape(self.out, (-1,))
         y = xp.reshape(y, (rows, -1))
@@ -391,23 +399,33 @@ class PhiEvaluator:
         changed = d != 0
         del d
         touched = xp.where(changed, xp.maximum(xp.abs(y), 1.0), 0.0)
-        moved = xp.sum(touched * self.abs_v, axis=1)
+        moved = xp.sum(touched * xp.abs(self.flat_v), axis=1)
         return to_numpy(diff), to_numpy(moved)
 
     def _contract_numpy(self, y, rows):
-        """:meth:`_contract` in two scratch arrays the evaluator keeps: no temporaries (fresh
-        output-sized arrays cost page faults), the same sums."""
-        if self.scratch is None or self.scratch[0].shape[0] < rows:
-            self.scratch = (np.empty((rows, y.shape[1])), np.empty((rows, y.shape[1]), dtype=bool))
-        work, changed = self.scratch[0][:rows], self.scratch[1][:rows]
+        """:meth:`_contract` over column blocks of about ``BLOCK_BYTES``, in scratch arrays the
+        evaluator keeps: no output-sized temporaries (they cost page faults, and on a large
+        output each one is another copy of it). An output of one block sums as before."""
+        width = y.shape[1]
+        cols = max(1, min(width, BLOCK_BYTES // (8 * rows)))
+        if self.scratch is None or self.scratch[0].size < rows * cols:
+            self.scratch = (np.empty(rows * cols), np.empty(rows * cols, dtype=bool), np.empty(cols))
         v = np.asarray(self.flat_v, dtype=np.float64)
-        d = np.subtract(y, self.flat_out, out=work)
-        diff = np.einsum("ij,j->i", d, v)
-        np.not_equal(d, 0.0, out=changed)
-        touched = np.abs(y, out=work)
-        np.maximum(touched, 1.0, out=touched)
-        np.multiply(touched, changed, out=touched)
-        moved = np.einsum("ij,j->i", touched, np.asarray(self.abs_v, dtype=np.float64))
+        diff = np.zeros(rows)
+        moved = np.zeros(rows)
+        for start in range(0, width, cols):
+            stop = min(width, start + cols)
+            size = rows * (stop - start)
+            work = self.scratch[0][:size].reshape(rows, -1)
+            changed = self.scratch[1][:size].reshape(rows, -1)
+            part = y[:, start:stop]
+            d = np.subtract(part, self.flat_out[start:stop], out=work)
+            diff += np.einsum("ij,j->i", d, v[start:stop])
+            np.not_equal(d, 0.0, out=changed)
+            touched = np.abs(part, out=work)
+            np.maximum(touched, 1.0, out=touched)
+            np.multiply(touched, changed, out=touched)
+            moved += np.einsum("ij,j->i", touched, np.abs(v[start:stop], out=self.scratch[2][: stop - start]))
         return diff, moved
 
     def _phi_chunk_unguarded(self, chunk):
@@ -525,7 +543,10 @@ class PhiEvaluator:
                 return rows
             hit = xp.arange(flat.shape[1], device=device)[None, :] == columns[:, None]
             return xp.where(hit, flat + deltas[:, None], flat)
-        return flat + xp.asarray(entry.deltas, device=device)
+        # Dense rows are made for one call: the input is added to them in place.
+        rows = xp.asarray(entry.deltas, device=device)
+        rows += flat
+        return rows
 
 
 @dataclass
@@ -564,7 +585,8 @@ class Sparse:
 
 @dataclass
 class Dense:
-    """Rows of dense perturbations ``deltas`` (``(rows, n)``)."""
+    """Rows of dense perturbations ``deltas`` (``(rows, n)``), made for one evaluation: the
+    evaluator adds the input to them in place (on a large input, no second copy)."""
 
     deltas: np.ndarray
 
@@ -597,8 +619,14 @@ def _evaluate_directional(evaluator, directions, ts):
     which = np.repeat(np.arange(n), 2 * levels)
 
     def make_rows(start, stop):
-        t, d = signed[start:stop, None], which[start:stop]
-        return {i: Dense(t * np.stack([directions[k][i] for k in d])) for i in directions[0]}
+        # Each row built in place: a direction over a large input is one copy of it at a time.
+        rows = {}
+        for i in directions[0]:
+            deltas = np.empty((stop - start, evaluator.size(i)))
+            for r, k in enumerate(which[start:stop]):
+                np.multiply(directions[k][i], signed[start + r], out=deltas[r])
+            rows[i] = Dense(deltas)
+        return rows
 
     diff, moved = evaluator.phi(signed.size, make_rows)
     diff = diff.reshape(n, levels, 2)
