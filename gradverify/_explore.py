@@ -766,6 +766,8 @@ def explore(run, result):
     report.seconds = time.perf_counter() - started
     if report.finding is not None:
         result.passed = False
+        if report.finding.result is not None:  # the worst error over everything checked
+            result.max_rel_error = max(result.max_rel_error, report.finding.result.max_rel_error)
         result.blame = {"gradient": "analytic", "inconclusive": "numerical"}.get(report.finding.kind, "analytic" if report.finding.side == "backward" else None)
     result.seconds += report.seconds
     return result

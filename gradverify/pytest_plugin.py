@@ -749,6 +749,10 @@ def summary_lines(tests, *, interrupted=False, deadline_off=0, deadline_ms=200.0
 
 def _verdict(result):
     """A failed check's verdict in words."""
+    finding = (result.get("explore") or {}).get("finding")
+    if finding:
+        said = {"gradient": "the analytic gradient is wrong", "raises": f"the {finding.get('side')} raises", "nonfinite": "the forward is not finite"}
+        return f"{said.get(finding.get('kind'), 'inconclusive')} on a variant of the example ({_record.visible(finding.get('variant'))})"
     blame = result.get("blame")
     if blame == "analytic":
         return "the analytic gradient is wrong"
@@ -769,6 +773,9 @@ _ELEMENT_VERDICTS = {
 
 
 def _worst_element(result):
+    finding = (result.get("explore") or {}).get("finding") or {}
+    if finding.get("result"):
+        return f"{_worst_element(finding['result'])[:-1]}, on a variant of the example)"
     best, where = -float("inf"), ""
     for p in result.get("per_input") or ():
         error = p.get("max_rel_analytic_truth")

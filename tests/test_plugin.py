@@ -1096,3 +1096,33 @@ def test_adapter_draws_from_the_running_example_so_that_it_shrinks_with_it():
     with pytest.raises(AssertionError):
         outer()
     assert shrunk == [500]
+
+
+HIDDEN_BUG = """
+import numpy as np
+
+def mean_pool(x):
+    return x.mean(axis=0)
+
+def mean_pool_vjp(v, x):
+    return (np.broadcast_to(v / np.squeeze(x).shape[0], x.shape),)  # wrong for a batch of one
+
+def test_mean_pool(gradcheck):
+    gradcheck(mean_pool, mean_pool_vjp, np.random.default_rng(0).normal(size=(4, 3)))
+"""
+
+
+@pytest.mark.parametrize("how", ["ini", "option", "marker"])
+def test_explore_from_the_ini_the_command_line_or_a_marker_finds_a_hidden_bug(pytester, how):
+    _write(pytester, HIDDEN_BUG)
+    pytester.runpytest().assert_outcomes(passed=1)  # the example alone hides the bug
+    if how == "ini":
+        pytester.makeini("[pytest]\ngradverify_explore = 20\n")
+    elif how == "marker":
+        _write(pytester, HIDDEN_BUG.replace("def test_mean_pool", "import pytest\n\n@pytest.mark.gradverify(explore=20)\ndef test_mean_pool"))
+    result = pytester.runpytest(*(["--gradverify-explore=20"] if how == "option" else []))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*FOUND (gradient in the backward) on the variant: n1 = 1 (was 4)*"])
+    summary = " ".join(" ".join(_section(result.stdout.str())).replace("\xa0", " ").split())
+    assert "Worst relative error 0.667 in test_user.py::test_mean_pool: mean_pool, input 0, element (0, 0) (the analytic gradient is off, on a variant of the example)." in summary
+    assert "the analytic gradient is wrong on a variant of the example (n1 = 1 (was 4)) (max rel. error 0.667)" in summary

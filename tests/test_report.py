@@ -877,3 +877,37 @@ def test_the_test_report_in_chromium_at_1400px(tests_run, tmp_path):
     assert interactions["count_without_passed"] == "6 of 11 tests"
     assert sorted(interactions["losses_without_passed"]) == ["tests/test_losses.py::test_cube_loss", "tests/test_losses.py::test_square_shape"]
     _screenshot(page, tmp_path, "pytest", m["height"])
+
+
+def _mean_pool(x):
+    return x.mean(axis=0)
+
+
+def _mean_pool_vjp(v, x):
+    return (np.broadcast_to(v / np.squeeze(x).shape[0], x.shape),)  # wrong for a batch of one
+
+
+def _explore_run():
+    """A test run whose one check passed on its example and failed on a variant (explore=)."""
+    found = gradverify.check_vjp(_mean_pool, _mean_pool_vjp, np.random.default_rng(0).normal(size=(4, 3)), explore=20)
+    assert found.explore.finding is not None
+    check = _check(found.to_dict(), inputs=[[[0.1, 0.2, 0.3]] * 4])
+    return new_run("pytest", {**PROVENANCE, "command": "python -m pytest --gradverify-explore=20"}, tests=[_test("tests/test_pool.py::test_mean_pool", "failed", [check])])
+
+
+def test_a_finding_on_a_variant_shows_the_variant_and_its_worst_element():
+    page = render_html(_explore_run())
+    block = _between(page, "Found on a variant of the example", "The example (where the check passed)")
+    assert "(gradient in the backward)" in block and "n1 = 1 (was 4)" in block
+    assert "Reproduce the variant" in block and "np.asarray([[0.1257302210933933" in block
+    # The worst element is the variant's (0.667 off), not the example's (all agree).
+    assert "0.041910073697797763" in page and "(analytic)" in page
+
+
+@needs_chromium
+def test_a_finding_on_a_variant_in_chromium_at_1400px(tmp_path):
+    page = render_html(_explore_run())
+    m, problems, requests = _measure(page, tmp_path, "explore")
+    _assert_fits(m)
+    assert problems == [] and requests == []
+    _screenshot(page, tmp_path, "pytest-explore", m["height"])

@@ -298,8 +298,11 @@ def _text(value):
 def _failure(name, failure):
     """What a reader needs to act on one failure: input, worst element, values, how to rerun."""
     result = _dict(failure.get("result"))
+    finding = _dict(_dict(result.get("explore")).get("finding"))
+    # A finding of explore=: the variant's check holds the failing elements, not the example's.
+    shown = _dict(finding.get("result")) or result
     worst = None
-    reports = [p for p in _list(result.get("per_input")) if isinstance(p, dict) and isinstance(p.get("worst"), dict)]
+    reports = [p for p in _list(shown.get("per_input")) if isinstance(p, dict) and isinstance(p.get("worst"), dict)]
     if reports:
         # The input where the analytic side is most wrong: failures first, then the error.
         p = max(reports, key=lambda p: (_number(p.get("failures")) or 0.0, _number(p["worst"].get("rel_analytic_truth")) or 0.0, _number(p["worst"].get("rel_analytic_numerical")) or 0.0))
@@ -318,7 +321,7 @@ def _failure(name, failure):
         }
     structural = [
         {"kind": _text(s.get("kind")), "message": _text(s.get("message")), "input": s.get("input") if isinstance(s.get("input"), int) else None}
-        for s in _list(result.get("structural"))
+        for s in _list(shown.get("structural"))
         if isinstance(s, dict)
     ]
     inputs = failure.get("inputs")
@@ -333,6 +336,7 @@ def _failure(name, failure):
         "reproduce": _text(failure.get("reproduce") or result.get("reproduce")),
         "hypothesis": None,
         "backend": "",
+        "variant": {key: _text(finding.get(key)) for key in ("kind", "side", "variant", "message", "reproduce")} if finding else None,
     }
 
 
