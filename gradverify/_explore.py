@@ -98,10 +98,6 @@ class ExploreReport:
     note: str = ""
     seconds: float = 0.0
 
-    @property
-    def passed(self):
-        return self.finding is None
-
 
 # -- the example's structure -------------------------------------------------------------------
 
@@ -115,6 +111,8 @@ class Domain:
     declared: bool = False
 
     def describe(self, symbols):
+        if self.kind == "fixed":
+            return "values kept (not a float or index array)"
         if self.kind != "index":
             return self.kind + (" (declared)" if self.declared else " (inferred)")
         if self.declared:  # ("axis", (input, axis))
