@@ -184,3 +184,20 @@ def test_inside_a_given_test_the_variants_come_from_its_own_data(k):
     # No nested-@given health check; the finding fails the outer test's assertion.
     result = gradverify.check_vjp(_tanh_layer, _tanh_layer_vjp_squeezed, X, W, explore=EXPLORE, seed=k)
     assert not result.passed and result.explore.finding.kind == "gradient"
+
+
+def test_explore_runs_on_every_backend(xp):
+    """The variants are built on the host and moved to the inputs' backend and device."""
+    from array_api_compat import array_namespace
+
+    def pool(x):
+        return array_namespace(x).mean(x, axis=0)
+
+    def pool_vjp_squeezed(v, x):
+        n = array_namespace(x).squeeze(x, axis=0).shape[0] if x.shape[0] == 1 else x.shape[0]  # wrong for a batch of one
+        return (array_namespace(x).broadcast_to(v / n, x.shape),)
+
+    x = xp.asarray(RNG.normal(size=(4, 3)))
+    result = gradverify.check_vjp(pool, pool_vjp_squeezed, x, explore=EXPLORE)
+    assert result.explore.finding.variant == "n1 = 1 (was 4)"
+    assert type(result.explore.finding.result.per_input) is list
