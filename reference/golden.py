@@ -109,6 +109,19 @@ def _soft_labels(r):
     return logits, probs / probs.sum(axis=1, keepdims=True)
 
 
+def _curvature_pairs(n, m):
+    """A gradient and ``m`` curvature pairs ``y_i = A s_i`` of a quadratic with SPD Hessian ``A``
+    (eigenvalues at least 0.5), so every ``s_i . y_i > 0``."""
+
+    def draw(r):
+        B = r.standard_normal((n, n))
+        A = B @ B.T / n + 0.5 * np.eye(n)
+        S = r.standard_normal((m, n))
+        return r.standard_normal(n), S, S @ A
+
+    return draw
+
+
 def cases():
     """The fixed cases, as ``Case(op, params, case, draw)``."""
     scalar = lambda v: np.asarray(v, dtype=np.float64)  # noqa: E731
@@ -166,6 +179,9 @@ def cases():
         Case("l1_penalty", {"lam": 0.3}, None, lambda r: (_away(r, 2, 3),)),
         Case("l2_penalty", {"lam": 0.5}, None, lambda r: (_away(r, 2, 3),)),
         Case("elastic_net", {"lam": 0.2, "alpha": 0.3}, None, lambda r: (_away(r, 2, 3),)),
+        # Quasi-Newton: the L-BFGS direction, 2 pairs in 3 dimensions and 3 pairs in 4.
+        Case("lbfgs_direction", {}, None, _curvature_pairs(3, 2)),
+        Case("lbfgs_direction", {}, "m3", _curvature_pairs(4, 3)),
     ]
 
 

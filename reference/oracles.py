@@ -383,3 +383,34 @@ def elastic_net(ctx, w, lam=0.01, alpha=0.5):
     lam, alpha = ctx.mpf(lam), ctx.mpf(alpha)
     flat = w.reshape(-1)
     return np.array(lam * (alpha * ctx.fsum(abs(v) for v in flat) + (1 - alpha) * ctx.fsum(v * v for v in flat)), dtype=object)
+
+
+# -- quasi-Newton: the L-BFGS direction from the dense BFGS inverse Hessian ----------------------
+
+
+def lbfgs_direction(ctx, g, S, Y):
+    """``-H g``, ``H`` the BFGS inverse Hessian of the pairs ``(S[i], Y[i])``, oldest first.
+
+    Dense, not the two-loop recursion: ``H0 = gamma I`` with ``gamma = s.y / y.y`` of the
+    newest pair (``I`` without pairs), then ``H <- (I - rho s y^T) H (I - rho y s^T) + rho s s^T``,
+    ``rho = 1 / s.y``, for each pair in turn; the result is ``-H g``.
+    """
+    n = g.shape[0]
+    m = S.shape[0]
+
+    def dot(a, b):
+        return ctx.fsum(a[k] * b[k] for k in range(n))
+
+    if m:
+        gamma = dot(S[m - 1], Y[m - 1]) / dot(Y[m - 1], Y[m - 1])
+    else:
+        gamma = ctx.one
+    H = [[gamma if i == j else ctx.zero for j in range(n)] for i in range(n)]
+    for p in range(m):
+        s, y = S[p], Y[p]
+        rho = 1 / dot(s, y)
+        # V = I - rho y s^T;  H' = V^T H V + rho s s^T
+        V = [[(ctx.one if i == j else ctx.zero) - rho * y[i] * s[j] for j in range(n)] for i in range(n)]
+        HV = [[ctx.fsum(H[i][k] * V[k][j] for k in range(n)) for j in range(n)] for i in range(n)]
+        H = [[ctx.fsum(V[k][i] * HV[k][j] for k in range(n)) + rho * s[i] * s[j] for j in range(n)] for i in range(n)]
+    return np.array([-ctx.fsum(H[i][k] * g[k] for k in range(n)) for i in range(n)], dtype=object)

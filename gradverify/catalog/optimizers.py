@@ -32,6 +32,11 @@ sgd_weight_decay   param, grad                          lr, weight_decay
 adamw              param, grad, m, s                    lr, beta1, beta2, t (>= 1), eps, weight_decay, bias_correction
 =================  ===================================  =========================================
 
+One more op is a direction, not a step: ``lbfgs_direction`` takes a gradient ``g`` (n,) and the
+last ``m`` curvature pairs ``S``, ``Y`` (m, n), oldest first, and returns the L-BFGS descent
+direction ``-H_k g`` by the two-loop recursion, differentiated with respect to all three
+(:func:`lbfgs_direction_forward`, :func:`lbfgs_direction_backward`).
+
 Every ``eps`` sits outside the square root: ``g / (sqrt(s) + eps)``. The square root of a
 squared-gradient state is differentiable only where that state is positive, so the examples
 keep it positive (it cannot reach 0 when the old state is positive and its decay factor is
@@ -68,6 +73,11 @@ __all__ = [
     "adam_step_vjp",
     "adamw_step",
     "adamw_step_vjp",
+    "lbfgs_dense_inverse_hessian",
+    "lbfgs_direction",
+    "lbfgs_direction_backward",
+    "lbfgs_direction_forward",
+    "lbfgs_properties",
     "momentum_step",
     "momentum_step_vjp",
     "nesterov_step",
@@ -710,3 +720,247 @@ register(Op("rmsprop", "optimizer", rmsprop_forward, rmsprop_backward, lambda: _
 register(Op("adam", "optimizer", adam_forward, adam_backward, lambda: _optimizer_examples("adam"), "Adam step with optional bias correction (m, s)", properties=adam_first_step_property, reference="adam"))
 register(Op("sgd_weight_decay", "optimizer", sgd_weight_decay_forward, sgd_weight_decay_backward, lambda: _optimizer_examples("sgd_weight_decay"), "SGD with L2 weight decay folded into the gradient", properties=_reduces_to("sgd_weight_decay", sgd_weight_decay_step, "weight_decay", sgd_step, "sgd"), reference="sgd_weight_decay"))
 register(Op("adamw", "optimizer", adamw_forward, adamw_backward, lambda: _optimizer_examples("adamw"), "AdamW step: Adam plus decoupled weight decay lr * lambda * w", properties=_reduces_to("adamw", adamw_step, "weight_decay", adam_step, "adam"), reference="adamw"))
+
+
+# -- L-BFGS: the two-loop recursion as a differentiable op ------------------------------------
+
+
+def _lbfgs_arrays(g, S, Y, xp):
+    """Validate ``g`` (n,), ``S`` and ``Y`` (m, n), every ``s_i . y_i > 0``; return the ``s_i . y_i``."""
+    if len(g.shape) != 1:
+        raise InvalidArgument(f"lbfgs_direction: g must be a 1-d gradient of shape (n,), got shape {tuple(g.shape)}; flatten the parameters first")
+    n = g.shape[0]
+    for label, a in (("S", S), ("Y", Y)):
+        if len(a.shape) != 2 or a.shape[1] != n:
+            msg = f"lbfgs_direction: {label} must have shape (m, {n}) (m curvature pairs of the gradient's size {n}, oldest first), got {tuple(a.shape)}"
+            raise InvalidArgument(msg)
+    if S.shape[0] != Y.shape[0]:
+        raise InvalidArgument(f"lbfgs_direction: S holds {S.shape[0]} steps s_i but Y holds {Y.shape[0]} gradient changes y_i; they pair up row by row")
+    sy = [xp.sum(S[i, :] * Y[i, :]) for i in range(S.shape[0])]
+    for i, v in enumerate(sy):
+        if not bool(v > 0):
+            msg = (
+                f"lbfgs_direction: curvature pair {i} (of {len(sy)}, oldest first) has s_{i} . y_{i} = {float(v)!r}, "
+                "not > 0, so no positive definite BFGS inverse Hessian fits it; skip that pair (do not store it) "
+                "or get it from a line search that satisfies the Wolfe conditions, which guarantee s . y > 0"
+            )
+            raise InvalidArgument(msg)
+    return sy
+
+
+def _lbfgs_gamma(s, y, sy, xp):
+    """The initial scaling ``gamma = s.y / y.y`` of the newest pair, ``H0 = gamma I``."""
+    return sy / xp.sum(y * y)
+
+
+def _lbfgs_gamma_vjp(d_gamma, s, y, sy, xp):
+    """Cotangents of the newest ``(s, y)`` from ``d_gamma`` on ``gamma = s.y / y.y``.
+
+    ``dgamma/ds = y / y.y``, ``dgamma/dy = s / y.y - 2 gamma y / y.y``.
+    """
+    yy = xp.sum(y * y)
+    gamma = sy / yy
+    return (d_gamma / yy) * y, (d_gamma / yy) * (s - 2.0 * gamma * y)
+
+
+def lbfgs_direction_forward(g, S, Y, /, *, xp=None):
+    """The L-BFGS search direction ``d = -H_k g`` by the two-loop recursion.
+
+    Parameters
+    ----------
+    g : array (n,)
+        The gradient at the current point.
+    S, Y : arrays (m, n)
+        The last ``m`` curvature pairs, oldest first: row ``i`` holds a step
+        ``s_i = x_{i+1} - x_i`` and the gradient change ``y_i = g_{i+1} - g_i``. Every pair must
+        have ``s_i . y_i > 0`` (else :class:`~gradverify.InvalidArgument` names the pair).
+        ``m = 0`` is allowed: then ``H_k = I`` and ``d = -g``.
+
+    Returns
+    -------
+    d : array (n,)
+        The descent direction ``-H_k g`` (note the sign: the two-loop recursion computes
+        ``H_k g``, this returns its negative, the step a line search scales).
+    cache
+        For :func:`lbfgs_direction_backward`.
+
+    Notes
+    -----
+    ``H_k`` is the BFGS inverse-Hessian approximation built from ``H0 = gamma I``,
+    ``gamma = s_{m-1}.y_{m-1} / y_{m-1}.y_{m-1}`` (the newest pair), by the updates
+    ``H <- (I - rho_i s_i y_i^T) H (I - rho_i y_i s_i^T) + rho_i s_i s_i^T``,
+    ``rho_i = 1 / s_i.y_i``, oldest pair first. The two-loop recursion (Nocedal & Wright,
+    Algorithm 7.4) applies it to ``g`` in ``O(m n)`` without forming it:
+
+        q = g;  for i = m-1 down to 0:  a_i = rho_i s_i.q,  q <- q - a_i y_i
+        r = gamma q;  for i = 0 up to m-1:  b_i = rho_i y_i.r,  r <- r + (a_i - b_i) s_i
+        d = -r
+
+    Everything is differentiated: ``g``, every ``s_i`` and every ``y_i``, including through
+    ``rho_i`` and ``gamma``. ``d`` is linear in ``g`` (``dg = -H_k dd``, ``H_k`` symmetric) and
+    rational in ``S`` and ``Y``; the backward runs the two loops in reverse (see
+    :func:`lbfgs_direction_backward`). ``H_k`` is positive definite, so ``g . d < 0`` for
+    ``g != 0``, and it satisfies the newest secant condition ``H_k y_{m-1} = s_{m-1}``.
+
+    >>> import numpy as np
+    >>> S, Y = np.array([[1.0, 0.0]]), np.array([[2.0, 0.0]])   # curvature 2 along x
+    >>> d, _ = lbfgs_direction_forward(np.array([4.0, 1.0]), S, Y)
+    >>> d.tolist()                                            # -(H g) with H = diag(1/2, 1/2)
+    [-2.0, -0.5]
+    """
+    xp = xp or namespace_of(g, S, Y)
+    sy = _lbfgs_arrays(g, S, Y, xp)
+    m = len(sy)
+    rho = [1.0 / v for v in sy]
+    q = g
+    qs, alphas = [None] * m, [None] * m
+    for i in range(m - 1, -1, -1):
+        qs[i] = q  # q before pair i acts
+        alphas[i] = rho[i] * xp.sum(S[i, :] * q)
+        q = q - alphas[i] * Y[i, :]
+    gamma = _lbfgs_gamma(S[m - 1, :], Y[m - 1, :], sy[m - 1], xp) if m else 1.0
+    r = gamma * q
+    rs = [None] * m
+    for i in range(m):
+        rs[i] = r  # r before pair i acts
+        beta = rho[i] * xp.sum(Y[i, :] * r)
+        r = r + (alphas[i] - beta) * S[i, :]
+    return -r, (g, S, Y, sy, rho, qs, alphas, q, gamma, rs)
+
+
+def lbfgs_direction_backward(dd, cache, *, xp=None):
+    """Gradients ``(dg, dS, dY)`` of :func:`lbfgs_direction_forward` for the cotangent ``dd``.
+
+    Notes
+    -----
+    Reverse mode through the two loops, with ``R`` the cotangent of ``r`` (``-dd`` at the end),
+    ``c_i = a_i - b_i`` and ``q_i``, ``r_i`` the vectors before pair ``i`` acted:
+
+        second loop, i = m-1 down to 0:  dc = R.s_i;  ds_i += c_i R;  da_i += dc;
+                                          drho_i -= dc y_i.r_i;  dy_i -= dc rho_i r_i;
+                                          R -= dc rho_i y_i
+        r_start = gamma q:                dgamma = R.q;  Q = gamma R
+        first loop, i = 0 up to m-1:      da_i -= Q.y_i;  dy_i -= a_i Q;
+                                          drho_i += da_i s_i.q_i;  ds_i += da_i rho_i q_i;
+                                          Q += da_i rho_i s_i
+        dg = Q;  rho_i = 1/s_i.y_i:       ds_i -= drho_i rho_i^2 y_i;  dy_i -= drho_i rho_i^2 s_i
+
+    and ``dgamma`` reaches the newest pair through ``gamma = s.y / y.y``
+    (``_lbfgs_gamma_vjp``). The result is ``dg = -H_k dd``.
+    """
+    g, S, Y, sy, rho, qs, alphas, q0, gamma, rs = cache
+    xp = xp or namespace_of(dd, g)
+    m = len(sy)
+    dS = [xp.zeros_like(g) for _ in range(m)]
+    dY = [xp.zeros_like(g) for _ in range(m)]
+    d_alpha = [0.0] * m
+    d_rho = [0.0] * m
+    R = -dd
+    for i in range(m - 1, -1, -1):
+        s, y = S[i, :], Y[i, :]
+        beta = rho[i] * xp.sum(y * rs[i])
+        dc = xp.sum(R * s)
+        dS[i] = dS[i] + (alphas[i] - beta) * R
+        d_alpha[i] = d_alpha[i] + dc
+        d_rho[i] = d_rho[i] - dc * xp.sum(y * rs[i])
+        dY[i] = dY[i] - (dc * rho[i]) * rs[i]
+        R = R - (dc * rho[i]) * y
+    if m:
+        d_gamma = xp.sum(R * q0)
+        ds_gamma, dy_gamma = _lbfgs_gamma_vjp(d_gamma, S[m - 1, :], Y[m - 1, :], sy[m - 1], xp)
+        dS[m - 1] = dS[m - 1] + ds_gamma
+        dY[m - 1] = dY[m - 1] + dy_gamma
+    Q = gamma * R
+    for i in range(m):
+        s, y = S[i, :], Y[i, :]
+        d_alpha[i] = d_alpha[i] - xp.sum(Q * y)
+        dY[i] = dY[i] - alphas[i] * Q
+        d_rho[i] = d_rho[i] + d_alpha[i] * xp.sum(s * qs[i])
+        dS[i] = dS[i] + (d_alpha[i] * rho[i]) * qs[i]
+        Q = Q + (d_alpha[i] * rho[i]) * s
+    for i in range(m):
+        d_sy = -d_rho[i] * rho[i] * rho[i]
+        dS[i] = dS[i] + d_sy * Y[i, :]
+        dY[i] = dY[i] + d_sy * S[i, :]
+    if m:
+        return Q, xp.stack(dS), xp.stack(dY)
+    return Q, xp.zeros_like(S), xp.zeros_like(Y)
+
+
+def lbfgs_direction(g, S, Y, /, *, xp=None):
+    """The L-BFGS descent direction ``d = -H_k g`` alone (see :func:`lbfgs_direction_forward`).
+
+    >>> import numpy as np
+    >>> lbfgs_direction(np.array([1.0, -2.0]), np.zeros((0, 2)), np.zeros((0, 2))).tolist()
+    [-1.0, 2.0]
+    """
+    return lbfgs_direction_forward(g, S, Y, xp=xp)[0]
+
+
+def lbfgs_dense_inverse_hessian(S, Y):
+    """``H_k`` itself, as a dense float64 NumPy matrix, by the BFGS recursion from ``gamma I``.
+
+    ``H <- (I - rho s y^T) H (I - rho y s^T) + rho s s^T`` for each pair, oldest first, from
+    ``H0 = gamma I`` (``gamma`` from the newest pair; ``I`` when there is none). An
+    ``O(m n^2)`` cross-check of the two-loop recursion for the properties and tests, on the host.
+    """
+    S, Y = _host(S), _host(Y)
+    m, n = S.shape
+    eye = np.eye(n)
+    H = (S[-1] @ Y[-1]) / (Y[-1] @ Y[-1]) * eye if m else eye
+    for s, y in zip(S, Y):
+        rho = 1.0 / (s @ y)
+        V = eye - rho * np.outer(y, s)
+        H = V.T @ H @ V + rho * np.outer(s, s)
+    return H
+
+
+# Curvature pairs: y_i = c_i (s_i + theta_i |s_i| u_i) with |u_i| <= 1 and theta_i <= 1/2, so
+# s_i.y_i >= c_i |s_i|^2 / 2 > 0 and the angle between s_i and y_i stays under 60 degrees:
+# every update then stays well conditioned, and finite-difference steps never reach s.y = 0.
+LBFGS_MAX_THETA = 0.5
+
+
+@st.composite
+def _lbfgs_examples(draw):
+    n = draw(st.integers(1, 4))
+    m = draw(st.integers(1, max(1, min(3, (MAX_ELEMENTS // n - 1) // 2))))
+    s_scale = 10.0 ** draw(st.integers(-2, 2))
+    g = draw(float_arrays((n,), scale=10.0 ** draw(st.integers(-3, 3))))
+    S = draw(float_arrays((m, n), scale=s_scale, specials=()))
+    U = draw(float_arrays((m, n), scale=1.0, specials=()))
+    for i in range(m):
+        if np.linalg.norm(S[i]) < 0.5 * s_scale:
+            S[i, i % n] += s_scale if S[i, i % n] >= 0 else -s_scale  # keep every step away from 0
+    Y = np.empty_like(S)
+    for i in range(m):
+        c = draw(st.sampled_from([1.0, 0.5, 2.0, 10.0, 0.1]))
+        theta = draw(st.sampled_from([0.0, 0.25, LBFGS_MAX_THETA]))
+        u = U[i] / max(np.linalg.norm(U[i]), 1.0)
+        Y[i] = c * (S[i] + theta * np.linalg.norm(S[i]) * u)
+    return Example((g, S, Y))
+
+
+def lbfgs_properties(example, xp, *, direction=None):
+    """What the gradient check does not see: ``direction`` (default :func:`lbfgs_direction`) is
+    the dense BFGS inverse Hessian applied to ``g`` (negated), meets the newest secant
+    condition ``H_k y_{m-1} = s_{m-1}``, and descends (``g.d < 0`` for ``g != 0``)."""
+    direction = direction or lbfgs_direction
+    g, S, Y = (xp.asarray(a) for a in example.inputs)
+    H = lbfgs_dense_inverse_hessian(S, Y)
+    gh, Sh, Yh = _host(g), _host(S), _host(Y)
+    d = _host(direction(g, S, Y, xp=xp))
+    want = -(H @ gh)
+    scale = np.linalg.norm(H, 2) * np.linalg.norm(gh)
+    assert np.linalg.norm(d - want) <= 1e-10 * scale, f"lbfgs direction {d} is not -H g = {want} (dense BFGS recursion), off by {np.linalg.norm(d - want):.3g} of |H| |g| = {scale:.3g}"
+    if Sh.shape[0]:
+        m = Sh.shape[0]
+        s, y = Sh[-1], Yh[-1]
+        hy = -_host(direction(Y[m - 1, :], S, Y, xp=xp))
+        limit = 1e-10 * np.linalg.norm(H, 2) * np.linalg.norm(y)
+        assert np.linalg.norm(hy - s) <= limit, f"secant condition fails: H y_(m-1) = {hy}, s_(m-1) = {s} (off by {np.linalg.norm(hy - s):.3g})"
+    if np.any(gh != 0):
+        assert gh @ d < 0, f"lbfgs direction {d} is not a descent direction for g = {gh}: g.d = {gh @ d}"
+
+
+register(Op("lbfgs_direction", "optimizer", lbfgs_direction_forward, lbfgs_direction_backward, _lbfgs_examples, "L-BFGS two-loop direction -H_k g from m curvature pairs (S, Y), H0 = gamma I", properties=lbfgs_properties, reference="lbfgs_direction"))
