@@ -325,10 +325,17 @@ class _CheckRun:
             raise UserFunctionError(msg) from exc
 
     def _metered(self, *args):
-        """``fn`` as the evidence calls it: counted by precision, under the time budget."""
+        """``fn`` as the truth calls it: counted by precision, under the time budget."""
         self._deadline()
         high = any(_highprec.is_hp_array(a) for a in args)
         self.calls["fn_high_precision" if high else "fn_float64"] += 1
+        return self.fn(*args)
+
+    def _metered_float64(self, *args):
+        """``fn`` as the finite differences call it (float64 only: thousands of calls, each
+        as cheap as can be), counted, under the time budget."""
+        self._deadline()
+        self.calls["fn_float64"] += 1
         return self.fn(*args)
 
     # -- the check ---------------------------------------------------------------------
@@ -352,7 +359,7 @@ class _CheckRun:
         try:
             with np.errstate(all="ignore"):
                 timed = time.perf_counter()
-                out64 = self._metered(*x64)
+                out64 = self._metered_float64(*x64)
                 per_call = time.perf_counter() - timed
         except GradVerifyError:
             raise
@@ -360,7 +367,7 @@ class _CheckRun:
             raise UserFunctionError(f"fn raised {type(exc).__name__} on the float64 copies of the inputs: {exc}") from exc
         _backend.validate_float64_output(out64, seen.out)
         seen.out = None  # only its shape mattered; fn's float64 output is kept
-        evaluator = _numerical.PhiEvaluator(self._metered, x64, v64, xp=xp, batched=options.batched, max_batch_bytes=options.max_batch_bytes, out=out64)
+        evaluator = _numerical.PhiEvaluator(self._metered_float64, x64, v64, xp=xp, batched=options.batched, max_batch_bytes=options.max_batch_bytes, out=out64)
         del out64  # the evaluator keeps its own copy
         if options.batched:
             self._check_batched_claim(evaluator, wrt)

@@ -327,3 +327,21 @@ def test_directional_memory_is_a_small_multiple_of_the_input():
         tracemalloc.stop()
     assert np.all(np.isfinite(st.estimate))
     assert peak <= 3 * x.nbytes  # before the in-place rows and column blocks: 5.2 times
+
+
+@pytest.mark.parametrize("width", [7, 3 * _numerical.BLOCK_BYTES // 8 + 5])  # one column block, several
+def test_contraction_matches_its_definition(width):
+    """``phi`` differences and the noise model's ``moved`` from the in-place, column-blocked
+    contraction equal ``sum(v * (y - out))`` and ``sum(|v| max(|y|, 1))`` over changed outputs."""
+    rng = np.random.default_rng(5)
+    out, v = rng.normal(size=width), rng.normal(size=width)
+    ev = _numerical.PhiEvaluator(lambda x: out, [np.zeros(2)], v, xp=np, batched=False, max_batch_bytes=2**24)
+    y = np.tile(out, (3, 1))
+    y[0, :3] += 1e-3
+    y[1, rng.integers(0, width, size=5)] *= 4.0
+    y[2, 1] = np.nan
+    diff, moved = ev._contract(y, 3)
+    changed = y != out
+    np.testing.assert_allclose(diff[:2], ((y - out) * v).sum(axis=1)[:2], rtol=1e-12)
+    np.testing.assert_allclose(moved[:2], (np.abs(v) * np.maximum(np.abs(y), 1.0) * changed).sum(axis=1)[:2], rtol=1e-12)
+    assert np.isnan(diff[2]) and np.isnan(moved[2])
