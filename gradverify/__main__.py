@@ -5,8 +5,10 @@
 it as one self-contained HTML page. Your own ops join the run from ``--module NAME_OR_PATH``
 (a module or .py file whose import registers them with gradverify.catalog) or from installed
 packages' "gradverify.ops" entry points. ``gradverify report RUN.json -o OUT.html`` renders a
-saved run again. Exit status: 0 when everything verified, 1 when something failed, 2 on a
-usage error or an unreadable run, 130 when interrupted (Ctrl-C; what ran is written).
+saved run again. ``gradverify study`` runs the training study alone (the ops it uses
+verified first; see gradverify.study), which ``gradverify verify`` of the whole catalog
+includes. Exit status: 0 when everything verified, 1 when something failed, 2 on a usage
+error or an unreadable run, 130 when interrupted (Ctrl-C; what ran is written).
 """
 
 import argparse
@@ -17,6 +19,7 @@ import secrets
 import shlex
 import signal
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -37,6 +40,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_DIR = Path("reports") / "latest"
 DEFAULT_REPORT = DEFAULT_DIR / "index.html"
 DEFAULT_JSON = DEFAULT_DIR / "run.json"
+STUDY_DIR = Path("reports") / "study"
+# The training study's sizes (gradverify.study.SIZES), and "off".
+STUDY_SIZES = ("default", "small", "off")
+# Examples per op when ``gradverify study`` verifies the ops the study uses.
+STUDY_EXAMPLES = 10
 # The profile when --profile is not given: this variable, else "ci" where the CI variable is
 # set (as Hypothesis loads its own "ci" profile), else "dev".
 PROFILE_ENV = "GRADVERIFY_PROFILE"
@@ -69,9 +77,22 @@ def build_parser():
     )
     for setting in TEXT_SETTINGS.values():
         verify.add_argument(f"--{setting.name.replace('_', '-')}", dest=f"setting_{setting.name}", metavar=setting.metavar, help=setting.help)
+    verify.add_argument(
+        "--study",
+        choices=STUDY_SIZES,
+        help="the training study in the report: default, small or off (default: default when every op is verified, off with --ops)",
+    )
     verify.add_argument("--report", type=Path, default=DEFAULT_REPORT, help=f"the HTML report (default {DEFAULT_REPORT})")
     verify.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"the run record with provenance (default {DEFAULT_JSON})")
     verify.set_defaults(handler=_verify)
+
+    study = commands.add_parser("study", help="verify the ops the training study uses, run the study and write its report")
+    study.add_argument("--seed", type=_nonnegative_int, default=0, help="the study's seed, and the ops' Hypothesis seed (default 0)")
+    study.add_argument("--size", choices=STUDY_SIZES[:-1], default="default", help="default (the report's) or small (seconds)")
+    study.add_argument("--examples", type=_positive_int, default=STUDY_EXAMPLES, help=f"Hypothesis examples per op used (default {STUDY_EXAMPLES})")
+    study.add_argument("--report", type=Path, default=STUDY_DIR / "index.html", help=f"the HTML report (default {STUDY_DIR / 'index.html'})")
+    study.add_argument("--json", type=Path, default=STUDY_DIR / "run.json", help=f"the run record (default {STUDY_DIR / 'run.json'})")
+    study.set_defaults(handler=_study)
 
     report = commands.add_parser("report", help="render a saved run (run.json) as HTML and print its summary")
     report.add_argument("run", type=Path, help="a run.json written by 'gradverify verify' or the pytest plugin")
@@ -152,25 +173,34 @@ def _verify(args):
     console = _console()
     started_at = datetime.datetime.now(datetime.timezone.utc)
     started = time.perf_counter()
+    study_size = args.study or ("off" if args.ops else "default")
     outcomes, stopped_in = _run_ops(names, xp, examples=examples, seed=seed, options=options, console=console)
-    figures = {}
+    figures, study = {}, None
     if stopped_in is None:
         try:
             figures = compute_figures(xp)
         except KeyboardInterrupt:
             stopped_in = "the figures"
+    if stopped_in is None and study_size != "off":
+        try:
+            study = _run_study(seed=seed % 2**32, size=study_size, outcomes=outcomes, console=console)
+        except KeyboardInterrupt:
+            stopped_in = "the training study"
     seconds = time.perf_counter() - started
     with _sigint_ignored():  # a moment: build, show and save what ran
         run = _record_run(
             args, xp, outcomes, figures=figures, stopped_in=stopped_in, seed=seed, seconds=seconds, started_at=started_at,
-            command=command, profile_name=profile_name, examples=examples, options=options,
+            command=command, profile_name=profile_name, examples=examples, options=options, study=study,
         )
         print_summary(run, console)
         _print_failures(run, console)
+        if study is not None:
+            print_study(study, console)
         _record.write_run(run, json_path)
     report_written = _write_report(run, report_path)
 
     failed = [o for o in run["ops"] if not o["passed"]]
+    study_failed = study is not None and not study["passed"]
     if stopped_in is not None:
         wrote = f"{json_path} and {report_path}" if report_written else f"{json_path} (no HTML report)"
         console.print(
@@ -183,12 +213,22 @@ def _verify(args):
         return EXIT_INTERRUPTED
     where = f"on {args.backend} (profile {profile_name}, seed {seed}, at most {examples} examples per op)"
     verdict_line = f"{len(failed)} of {len(outcomes)} ops FAILED" if failed else ("the op verified" if len(outcomes) == 1 else f"all {len(outcomes)} ops verified")
+    if study_failed:
+        verdict_line += "; the training study FAILED"
     console.print(f"\n{verdict_line} in {seconds:.1f} s {where}", markup=False, highlight=False)
     console.print(f"run record in {json_path}, report in {report_path}", markup=False, highlight=False, soft_wrap=True)
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if failed or study_failed else EXIT_OK
 
 
-def _record_run(args, xp, outcomes, *, figures, stopped_in, seed, seconds, started_at, command, profile_name, examples, options):
+def _run_study(*, seed, size, outcomes, console):
+    """The training study, told which of the ops it uses this run verified."""
+    from gradverify.study import run_study  # trains networks: imported only when a run includes the study
+
+    console.print(f"training study ({size} size, seed {seed}) ...", markup=False, highlight=False)
+    return run_study(seed=seed, size=size, verified={o.name: o.passed for o in outcomes})
+
+
+def _record_run(args, xp, outcomes, *, figures, stopped_in, seed, seconds, started_at, command, profile_name, examples, options, study=None):
     """The run record (``gradverify-run/2``, kind catalog) of what ran."""
     prov = _record.provenance(
         backend=args.backend,
@@ -204,7 +244,7 @@ def _record_run(args, xp, outcomes, *, figures, stopped_in, seed, seconds, start
         check_options={name: getattr(options, name) for name in TEXT_SETTINGS},
         interrupted_in=stopped_in,
     )
-    return _record.new_run("catalog", prov, ops=[o.to_dict() for o in outcomes], figures=figures, interrupted=stopped_in is not None)
+    return _record.new_run("catalog", prov, ops=[o.to_dict() for o in outcomes], figures=figures, interrupted=stopped_in is not None, study=study)
 
 
 def _load_user_ops(modules):
@@ -487,6 +527,95 @@ def _sigint_ignored():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# -- study ----------------------------------------------------------------------------------------
+
+
+def _study(args):
+    """``gradverify study``: verify the ops the study uses, run it, write the record and report."""
+    from gradverify.study import OPS_USED
+
+    json_path = _record.check_output_path(args.json, option="--json")
+    report_path = _record.check_output_path(args.report, option="--report")
+    if json_path.resolve() == report_path.resolve():
+        raise InvalidArgument(f"--json and --report are the same file {str(json_path)!r}; give them different paths")
+    xp = _backend.load_backend("numpy")
+    options = CheckOptions()
+    command = shlex.join(["gradverify", *args.argv])
+    console = _console()
+    started_at = datetime.datetime.now(datetime.timezone.utc)
+    started = time.perf_counter()
+    console.print(f"verifying the {len(OPS_USED)} catalog ops the study uses ({args.examples} examples each)", markup=False, highlight=False)
+    outcomes, stopped_in = _run_ops(list(OPS_USED), xp, examples=args.examples, seed=args.seed, options=options, console=console)
+    study = None
+    if stopped_in is None:
+        try:
+            study = _run_study(seed=args.seed, size=args.size, outcomes=outcomes, console=console)
+        except KeyboardInterrupt:
+            stopped_in = "the training study"
+    seconds = time.perf_counter() - started
+    with _sigint_ignored():
+        prov = _record.provenance(
+            backend="numpy", device=_backend.describe_device(xp), seed=args.seed, seconds=seconds, started=started_at, command=command,
+            examples_per_op=args.examples, ops_pattern=",".join(OPS_USED), study_size=args.size, interrupted_in=stopped_in,
+        )
+        run = _record.new_run("catalog", prov, ops=[o.to_dict() for o in outcomes], interrupted=stopped_in is not None, study=study)
+        _print_failures(run, console)
+        if study is not None:
+            print_study(study, console)
+        _record.write_run(run, json_path)
+    report_written = _write_report(run, report_path)
+    failed = [o for o in run["ops"] if not o["passed"]]
+    if stopped_in is not None:
+        wrote = f"{json_path} and {report_path}" if report_written else f"{json_path} (no HTML report)"
+        console.print(f"\ngradverify: interrupted (Ctrl-C) in {visible(stopped_in)} after {seconds:.1f} s; what ran is in {wrote}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_INTERRUPTED
+    ops_line = f"{len(failed)} of {len(outcomes)} ops FAILED" if failed else f"all {len(outcomes)} ops verified"
+    console.print(f"\n{ops_line}; the training study {'passed' if study['passed'] else 'FAILED'}; {seconds:.1f} s", markup=False, highlight=False)
+    console.print(f"run record in {json_path}, report in {report_path}", markup=False, highlight=False, soft_wrap=True)
+    return EXIT_OK if run["passed"] else EXIT_FAILED
+
+
+def study_lines(study):
+    """The training study's summary as short sentences (the console wraps them at its width)."""
+    e2e = study["e2e"]
+    checks = ", ".join(
+        f"{when} training {'passed' if e2e[when]['passed'] else 'FAILED'} (max rel. error {_record.number(e2e[when]['max_rel_error']) or 0:.1e})" for when in ("before", "after")
+    )
+    replays = study["optimizers"]
+    same = [n for n, o in replays.items() if o["replay"]["passed"]]
+    worst = max(float(o["replay"]["max_rel_deviation"]) for o in replays.values())
+    stall = study["stall"]
+    accuracy = ", ".join(f"{n} {o['curves']['val_accuracy'][-1]:.2f}" for n, o in replays.items())
+    lines = [
+        f"training study (seed {study['seed']}, {study['size']} size, {study['seconds']:.1f} s): {'passed' if study['passed'] else 'FAILED'}",
+        f"  end-to-end check of the network's backward pass: {checks}",
+        f"  trajectories replayed with the catalog's update rules: {len(same)} of {len(replays)} optimizers followed them (max deviation {worst:.1e} of the parameters' scale)",
+        f"  validation accuracy after {study['network']['epochs']} epochs: {accuracy}",
+    ]
+    if stall is not None:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(stall["counts"].items(), key=lambda kv: -kv[1]))
+        saddles = [p for p in stall["points"] if p.get("escape")]
+        lowered = sum(1 for p in saddles if p["escape"]["decrease"] > 0)
+        lines.append(
+            f"  where training stalls ({len(stall['points'])} runs, |grad| < {stall['tol']:g}): {counts}; the escape step lowered the loss at {lowered} of {len(saddles)} saddle(s)"
+        )
+    unchecked = [op["name"] for op in study["ops"] if op["verified"] is None]
+    if unchecked:
+        lines.append(f"  not verified in this run: {', '.join(unchecked)}")
+    lines += [f"  FAILED: {p}" for p in study["problems"]]
+    return lines
+
+
+def print_study(study, console):
+    """Print the training study's summary."""
+    console.print()
+    width = max(40, console.width)
+    for line in study_lines(study):
+        indent = "    " if line.startswith("  ") else "  "
+        text = textwrap.fill(visible(line), width=width, subsequent_indent=indent, break_on_hyphens=False)
+        console.print(text, markup=False, highlight=False, style=None if study["passed"] else "bold red", soft_wrap=True)
 
 
 # -- report ---------------------------------------------------------------------------------------

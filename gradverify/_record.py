@@ -12,7 +12,8 @@ HTML report renders one, now or later, from the document alone. Schema
      "provenance": {...},                    # see provenance()
      "ops": [OP],                            # catalog runs; [] in a test run
      "tests": [TEST],                        # test runs; [] in a catalog run
-     "figures": {...}}                       # a catalog run's demonstrations; may be {}
+     "figures": {...},                       # a catalog run's demonstrations; may be {}
+     "study"?: STUDY}                        # optional: the training study (gradverify.study)
 
     OP    = {"name", "family", "summary", "examples", "passed", "blame", "kinks", "truth",
              "rel_analytic_numerical", "rel_analytic_truth", "rel_numerical_truth",
@@ -20,6 +21,8 @@ HTML report renders one, now or later, from the document alone. Schema
     TEST  = {"nodeid": str, "outcome": one of OUTCOMES, "duration": float,
              "message": str | None,         # pytest's one-line reason (failures, skips)
              "checks": [CHECK], ...}
+    STUDY = {"passed": bool,                 # False fails the run (an end-to-end check or a
+             "problems": [str], ...}         # replay failed); gradverify.study.run_study()
     CHECK = {"result": VerificationResult.to_dict(), "reproduce": str,
              "inputs"?: list | None, "backend"?: str | None,
              "hypothesis"?: {"final": bool, "reproduce_failure"?, "falsifying_example"?, "seed"?}, ...}
@@ -64,7 +67,7 @@ NONFINITE = ("nan", "inf", "-inf")
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
-def new_run(kind, provenance, *, ops=(), tests=(), figures=None, interrupted=False):
+def new_run(kind, provenance, *, ops=(), tests=(), figures=None, interrupted=False, study=None):
     """A validated run record; ``passed`` is computed from the contents (see :func:`run_passed`).
 
     Examples
@@ -85,6 +88,8 @@ def new_run(kind, provenance, *, ops=(), tests=(), figures=None, interrupted=Fal
         "tests": list(tests),
         "figures": dict(figures or {}),
     }
+    if study is not None:  # the key is left out when no study ran
+        run["study"] = dict(study)
     run["passed"] = run_passed(run)
     run = jsonable(run)
     validate(run)
@@ -93,8 +98,12 @@ def new_run(kind, provenance, *, ops=(), tests=(), figures=None, interrupted=Fal
 
 def run_passed(run):
     """True when the run completed and nothing in it failed: every op passed (a catalog run),
-    no test failed or errored (a test run; pytest's own verdict)."""
+    no test failed or errored (a test run; pytest's own verdict), and the training study,
+    where the run has one, passed."""
     if run["status"] != "complete":
+        return False
+    study = run.get("study")
+    if isinstance(study, dict) and study.get("passed") is not True:
         return False
     return all(op["passed"] for op in run["ops"]) and all(t["outcome"] not in FAILING_OUTCOMES for t in run["tests"])
 
@@ -334,7 +343,8 @@ _OP = {
     "failure": (dict, None),
     "seconds": _NUMBER,
 }
-_RUN = {"kind": KINDS, "status": STATUSES, "passed": bool, "provenance": dict, "ops": [_OP], "tests": [_TEST], "figures": dict}
+_STUDY = {"passed": bool, "problems": [str]}
+_RUN = {"kind": KINDS, "status": STATUSES, "passed": bool, "provenance": dict, "ops": [_OP], "tests": [_TEST], "figures": dict, "study?": _STUDY}
 
 
 def _check(value, spec, source, where):

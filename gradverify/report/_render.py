@@ -26,6 +26,7 @@ from markupsafe import Markup
 from gradverify import _record
 from gradverify._record import COMPARISONS, visible
 from gradverify.report import _plots
+from gradverify.report._study import study_context
 
 _TEMPLATES = resources.files("gradverify.report") / "templates"
 
@@ -138,6 +139,7 @@ def _catalog(run):
         "errors_chart": _plots.error_distribution([o["raw"] for o in ops]),
         "figures": _figures(run),
         "critical": _critical(run["figures"].get("critical_points")),
+        "study": study_context(run.get("study")),
     }
 
 
