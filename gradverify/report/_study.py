@@ -78,14 +78,18 @@ def _facts(study):
 
 
 def _range(series, *, log=False, floor=1e-6):
+    """An axis range holding every finite value of ``series`` (positive ones on a log axis),
+    padded a little; a log range always spans at least one power of ten (so it has a tick)."""
     values = np.concatenate([_as_float(s) for s in series]) if series else np.array([])
     values = values[np.isfinite(values)]
     if log:
         values = values[values > 0]
         if not values.size:
             return floor, 1.0
-        lo, hi = max(float(values.min()), floor), float(values.max())
-        return 10 ** math.floor(math.log10(lo)), 10 ** math.ceil(math.log10(hi) + 1e-9) if hi > lo else lo * 10
+        lo, hi = max(float(values.min()), floor) / 1.3, float(values.max()) * 1.3
+        if math.floor(math.log10(hi)) < math.ceil(math.log10(lo)):  # no power of ten inside
+            lo = 10 ** math.floor(math.log10(lo))
+        return lo, hi
     if not values.size:
         return 0.0, 1.0
     lo, hi = float(values.min()), float(values.max())
@@ -93,12 +97,29 @@ def _range(series, *, log=False, floor=1e-6):
     return lo - pad, hi + pad
 
 
+def _log_axis(lo, hi, label):
+    """A log axis; under two powers of ten it gets 1-2-5 ticks (decades alone would leave one or two)."""
+    ticks = None
+    if math.log10(hi / lo) < 2:
+        ticks = [(m * 10.0**k, f"{m * 10.0**k:g}") for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1) for m in (1, 2, 5) if lo <= m * 10.0**k <= hi]
+    return Axis(lo, hi, log=True, label=label, ticks=ticks)
+
+
+def _accuracy_range(series):
+    """From the tenth below the lowest accuracy (0 at the least) to 1."""
+    values = np.concatenate([_as_float(s) for s in series])
+    values = values[np.isfinite(values)]
+    low = math.floor(10 * float(values.min())) / 10 if values.size else 0.0
+    return max(0.0, min(low, 0.9)), 1.0 + 0.02
+
+
 def _curves(key, runs, metric, *, title, ylabel, log=False, width=NARROW, labels=None, accuracy=False):
     """One panel: ``metric`` per epoch for each run of ``runs`` ({name: run}), one colour each."""
     series = {name: run["curves"][metric] for name, run in runs.items()}
     epochs = max(len(s) for s in series.values()) - 1
-    lo, hi = (0.0, 1.0) if accuracy else _range(list(series.values()), log=log)
-    fig = Figure(key, x=Axis(0, max(epochs, 1), label="epoch"), y=Axis(lo, hi, log=log, label=ylabel), title=title, width=width, height=HEIGHT)
+    lo, hi = _accuracy_range(list(series.values())) if accuracy else _range(list(series.values()), log=log)
+    y = _log_axis(lo, hi, ylabel) if log else Axis(lo, hi, label=ylabel)
+    fig = Figure(key, x=Axis(0, max(epochs, 1), label="epoch"), y=y, title=title, width=width, height=HEIGHT)
     for (name, values), color in zip(series.items(), PALETTE * 2):
         ys = _as_float(values)
         fig.line(list(range(len(ys))), ys, color=color, label=(labels or {}).get(name, name))
@@ -165,7 +186,7 @@ def _search(study):
     fig = Figure(
         "study-search",
         x=Axis(lo, hi, log=True, label="learning rate (log scale)"),
-        y=Axis(ylo, yhi, log=True, label=s["objective"]),
+        y=_log_axis(ylo, yhi, s["objective"]),
         title=f"Random against grid search, {s['budget']} trials each ({s['epochs']} epochs per trial)",
         width=WIDE,
         height=HEIGHT,
@@ -189,7 +210,7 @@ def _stall(study):
     fig = Figure(
         "study-stall",
         x=Axis(-0.02, 1.02, label="minimum ratio: share of Hessian eigenvalues > etol"),
-        y=Axis(ylo, yhi, log=True, label="loss where training stopped"),
+        y=_log_axis(ylo, yhi, "loss where training stopped"),
         title=f"Where gradient descent stalls: {len(points)} runs of a {s['network']}",
         width=WIDE,
         height=260,
@@ -257,7 +278,11 @@ def _checks(study):
             for name, o in study["optimizers"].items()
         ],
         "tolerance": next(iter(study["optimizers"].values()))["replay"]["tolerance"],
-        "ops": [{"name": op["name"], "verified": op["verified"]} for op in study["ops"]],
+        "op_groups": [
+            ("FAILED verification", [op["name"] for op in study["ops"] if op["verified"] is False], "bad"),
+            ("verified in this run", [op["name"] for op in study["ops"] if op["verified"] is True], "ok"),
+            ("not checked in this run", [op["name"] for op in study["ops"] if op["verified"] is None], "verdict"),
+        ],
     }
 
 
@@ -308,12 +333,21 @@ def _caption_stall(study):
     s = study["stall"]
     n = len(s["points"])
     counts = s["counts"]
-    saddles = counts.get("saddle", 0)
-    minima = counts.get("local minimum", 0)
+    saddles = [p for p in s["points"] if p.get("escape")]
+    lowered = sum(1 for p in saddles if p["escape"]["decrease"] > 0)
+    resumed = [p for p in saddles if isinstance(p["escape"].get("resumed"), dict)]
+    lower = sum(1 for p in resumed if p["escape"]["resumed"]["loss"] < p["loss"])
+    minima = [p["loss"] for p in s["points"] if p["verdict"] == "local minimum"]
+    at_saddles = [p["loss"] for p in s["points"] if p["verdict"] == "saddle"]
+    capped = [p for p in s["points"] if p["verdict"] == "not critical"]
+    curved = sum(1 for p in capped if p["negative"] > 0)
+    where = f" {curved} of the {len(capped)} runs stopped by the cap still had negative curvature: they were crawling along a plateau near a saddle." if capped else ""
+    if minima and at_saddles:
+        where += f" The median loss is {_num(np.median(at_saddles))} at the saddles and {_num(np.median(minima))} at the minima."
     return (
         f"Plain gradient descent (rate {s['lr']:g}) from {n} initializations of three scales, stopped when ‖∇L‖ < {s['tol']:g} (or after {s['cap']} steps); each point classified by gradverify.critical with gtol = {s['tol']:g}. "
-        f"Of the {n} points where training stopped, {minima} are local minima, {saddles} saddles, {counts.get('degenerate', 0)} degenerate and {counts.get('not critical', 0)} not critical after the step cap. "
-        "The saddles sit at higher loss and a lower minimum ratio; a step along the eigenvector of the most negative eigenvalue lowers the loss, and descent resumed from there (hollow circles) goes lower still where it does not meet another saddle."
+        f"Of the {n} points where training stopped, {counts.get('local minimum', 0)} are local minima, {counts.get('saddle', 0)} saddles, {counts.get('degenerate', 0)} degenerate and {counts.get('not critical', 0)} not critical (the step cap came first).{where} "
+        f"At {lowered} of {len(saddles)} points with a negative eigenvalue a step along its eigenvector lowered the loss; descent resumed from there (hollow circles) ended below the stall point in {lower} of {len(resumed)}."
     )
 
 
