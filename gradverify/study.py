@@ -156,7 +156,7 @@ class Network:
         return parts
 
     def forward(self, theta, X, y):
-        """``(loss, logits, hidden pre-activations, cache)``."""
+        """``(loss, logits, hidden pre-activations, cache)``; the loss is a 0-d array."""
         W1, b1, W2, b2 = self.split(theta)
         lin, act = self.ops["linear"], self.ops[self.activation]
         z1, c1 = lin.forward(X, W1, b1)
@@ -168,7 +168,7 @@ class Network:
         else:
             p, cs = self.ops["softmax"].forward(z2)
             L, cl = self.ops["mse"].forward(p, np.eye(self.c)[y])
-        return float(L), z2, z1, (c1, ca, c2, cs, cl)
+        return L, z2, z1, (c1, ca, c2, cs, cl)  # L a 0-d array (of mpmath numbers under the truth)
 
     def backward(self, cache):
         """The gradient of the loss with respect to ``theta`` (flat), from the ops' backward passes."""
@@ -196,7 +196,7 @@ def check_network(net, theta, X, y, *, backward=None, seed=0):
     backward = backward or net.backward
 
     def loss(t):
-        return np.asarray(net.forward(t, X, y)[0])
+        return net.forward(t, X, y)[0]
 
     def loss_vjp(v, t):
         return (np.asarray(v) * backward(net.forward(t, X, y)[3]),)
