@@ -584,14 +584,15 @@ def study_lines(study):
         f"{when} training {'passed' if e2e[when]['passed'] else 'FAILED'} (max rel. error {_record.number(e2e[when]['max_rel_error']) or 0:.1e})" for when in ("before", "after")
     )
     replays = study["optimizers"]
-    same = [n for n, o in replays.items() if o["replay"]["passed"]]
-    worst = max(float(o["replay"]["max_rel_deviation"]) for o in replays.values())
+    every = [o["replay"] for o in replays.values()] + [r["replay"] for part in ("schedules", "batch", "losses", "activations") for r in study[part]["runs"].values() if "replay" in r]
+    same = [r for r in every if r["passed"]]
+    worst = max(float(r["max_rel_deviation"]) for r in every)
     stall = study["stall"]
     accuracy = ", ".join(f"{n} {o['curves']['val_accuracy'][-1]:.2f}" for n, o in replays.items())
     lines = [
         f"training study (seed {study['seed']}, {study['size']} size, {study['seconds']:.1f} s): {'passed' if study['passed'] else 'FAILED'}",
         f"  end-to-end check of the network's backward pass: {checks}",
-        f"  trajectories replayed with the catalog's update rules: {len(same)} of {len(replays)} optimizers followed them (max deviation {worst:.1e} of the parameters' scale)",
+        f"  training runs replayed with the catalog's update rules: {len(same)} of {len(every)} followed them (max deviation {worst:.1e} of the parameters' scale)",
         f"  validation accuracy after {study['network']['epochs']} epochs: {accuracy}",
     ]
     if stall is not None:

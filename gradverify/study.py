@@ -28,10 +28,14 @@ The result is a JSON-safe dict (the ``"study"`` entry of a run record, see
 is deterministic for a seed. Everything runs in float64 on the host with NumPy, whatever
 backend a ``gradverify verify`` run checks.
 
+>>> from gradverify.study import spirals
+>>> X, y = spirals(6, seed=0)
+>>> X.shape, sorted(y.tolist())
+((6, 2), [0, 0, 1, 1, 2, 2])
 >>> from gradverify.study import run_study
->>> s = run_study(seed=0, size="small")  # doctest: +SKIP
->>> s["passed"], sorted(s["optimizers"])[:2]  # doctest: +SKIP
-(True, ['adagrad', 'adam'])
+>>> s = run_study(seed=0, size="small")  # about two seconds  # doctest: +SKIP
+>>> s["passed"], s["e2e"]["before"]["passed"], s["optimizers"]["adam"]["replay"]["passed"]  # doctest: +SKIP
+(True, True, True)
 """
 
 import math
@@ -45,7 +49,7 @@ from gradverify.catalog import optimizers as _optimizers
 from gradverify.catalog.preprocessing import fit_standardization
 from gradverify.training import LogUniform, Uniform, accuracy, batches_per_epoch, dead_relu_fraction, epoch_order, grid_search, random_search
 
-__all__ = ["OPS_USED", "SIZES", "check_network", "replay", "run_study", "stall_study"]
+__all__ = ["Network", "OPS_USED", "SIZES", "check_network", "replay", "run_study", "spirals", "stall_study", "train"]
 
 SCHEMA = "gradverify-study/1"
 
@@ -322,8 +326,13 @@ def replay(optimizer, trajectory):
         new = out[:size]
         states = [out[(j + 1) * size : (j + 2) * size] for j in range(len(keys))]
         recorded = trajectory[t + 1][0]
-        dev = float(np.max(np.abs(new - recorded)))
-        scale = max(float(np.max(np.abs(recorded))), float(np.max(np.abs(theta))), 1e-300)
+        with np.errstate(invalid="ignore", over="ignore"):
+            diff = np.abs(new - recorded)
+        same = (new == recorded) | (np.isnan(new) & np.isnan(recorded))  # a blown-up run replays as NaN too
+        dev = float(np.max(np.where(same, 0.0, np.where(np.isnan(diff), np.inf, diff))))
+        finite = np.abs(np.concatenate([recorded, theta]))
+        finite = finite[np.isfinite(finite)]
+        scale = max(float(finite.max()) if finite.size else 0.0, 1e-300)
         rel = dev / scale
         worst_abs, worst_rel = max(worst_abs, dev), max(worst_rel, rel)
         if first_bad is None and not rel <= REPLAY_ULPS * eps:
@@ -338,8 +347,12 @@ def replay(optimizer, trajectory):
     }
 
 
-def _run_summary(result):
-    return {key: result[key] for key in ("curves", "steps", "steps_per_epoch")} | {"lr": _thin(result["lr"])}
+def _run_summary(result, optimizer=None):
+    """A run's curves and rates for the record, with its replay when it recorded a trajectory."""
+    out = {key: result[key] for key in ("curves", "steps", "steps_per_epoch")} | {"lr": _thin(result["lr"])}
+    if "trajectory" in result:
+        out["replay"] = replay(optimizer, result["trajectory"])
+    return out
 
 
 def _thin(values, most=200):
@@ -554,8 +567,7 @@ def run_study(*, seed=0, size="default", verified=None, stall=True, progress=Non
     for name, hyper in OPTIMIZERS.items():
         say(f"training with {name}")
         result = train(net, data, optimizer=name, hyper=hyper, epochs=epochs, batch=batch, seed=seed, step=steps.get(name), record=True)
-        check = replay(name, result["trajectory"])
-        optimizers[name] = {"hyper": hyper, **_run_summary(result), "replay": check}
+        optimizers[name] = {"hyper": hyper, **_run_summary(result, name)}
         if name == "adam":
             final = result["theta"]
     out["optimizers"] = optimizers
@@ -569,8 +581,8 @@ def run_study(*, seed=0, size="default", verified=None, stall=True, progress=Non
     schedules = {}
     for name in SCHEDULES:
         hyper = {**OPTIMIZERS[SCHEDULE_OPTIMIZER], "lr": SCHEDULE_LR}
-        result = train(net, data, optimizer=SCHEDULE_OPTIMIZER, hyper=hyper, epochs=epochs, batch=batch, seed=seed, schedule=name)
-        schedules[name] = _run_summary(result)
+        result = train(net, data, optimizer=SCHEDULE_OPTIMIZER, hyper=hyper, epochs=epochs, batch=batch, seed=seed, schedule=name, step=steps.get(SCHEDULE_OPTIMIZER), record=True)
+        schedules[name] = _run_summary(result, SCHEDULE_OPTIMIZER)
     out["schedules"] = {"optimizer": SCHEDULE_OPTIMIZER, "base_lr": SCHEDULE_LR, "runs": schedules}
 
     say("small and large batches")
@@ -579,14 +591,14 @@ def run_study(*, seed=0, size="default", verified=None, stall=True, progress=Non
     out["batch"] = {
         "optimizer": "sgd",
         "lr": OPTIMIZERS["sgd"]["lr"],
-        "runs": {key: {"batch": b, **_run_summary(train(net, data, optimizer="sgd", hyper=OPTIMIZERS["sgd"], epochs=epochs, batch=b, seed=seed))} for key, b in sizes.items()},
+        "runs": {key: {"batch": b, **_run_summary(train(net, data, optimizer="sgd", hyper=OPTIMIZERS["sgd"], epochs=epochs, batch=b, seed=seed, step=steps.get("sgd"), record=True), "sgd")} for key, b in sizes.items()},
     }
 
     say("cross-entropy and MSE")
     losses = {}
     for loss in ("cross_entropy", "mse"):
         other = Network(2, cfg["hidden"], CLASSES, loss=loss)
-        losses[loss] = _run_summary(train(other, data, optimizer="sgd", hyper=OPTIMIZERS["sgd"], epochs=epochs, batch=batch, seed=seed))
+        losses[loss] = _run_summary(train(other, data, optimizer="sgd", hyper=OPTIMIZERS["sgd"], epochs=epochs, batch=batch, seed=seed, step=steps.get("sgd"), record=True), "sgd")
     out["losses"] = {"optimizer": "sgd", "lr": OPTIMIZERS["sgd"]["lr"], "runs": losses}
 
     say("ReLU and leaky ReLU")
@@ -594,7 +606,7 @@ def run_study(*, seed=0, size="default", verified=None, stall=True, progress=Non
     for act in ("relu", "leaky_relu"):
         other = Network(2, cfg["hidden"], CLASSES, activation=act)
         with np.errstate(over="ignore", invalid="ignore"):  # at this rate a run may blow up: its curves say so
-            acts[act] = _run_summary(train(other, data, optimizer="sgd", hyper=big, epochs=epochs, batch=batch, seed=seed))
+            acts[act] = _run_summary(train(other, data, optimizer="sgd", hyper=big, epochs=epochs, batch=batch, seed=seed, step=steps.get("sgd"), record=True), "sgd")
     out["activations"] = {"optimizer": "sgd", "lr": big["lr"], "runs": acts}
 
     say("random and grid search")
@@ -638,6 +650,16 @@ def _search(net, data, cfg, seed):
     return {"budget": cfg["search_budget"], "epochs": cfg["search_epochs"], "objective": "validation loss", "space": {"lr": [1e-3, 1.0, "log-uniform"], "momentum": [0.0, 0.5, "uniform"]}, "grid": summary(grid), "random": summary(rand)}
 
 
+def _replayed(out):
+    """``(part, name, run)`` for every training run of the study that was replayed."""
+    for name, run in out["optimizers"].items():
+        yield "optimizers", name, run
+    for part in ("schedules", "batch", "losses", "activations"):
+        for name, run in out[part]["runs"].items():
+            if "replay" in run:
+                yield part, name, run
+
+
 def _problems(out):
     """What fails the study, in words: an end-to-end check, a replay, an op that failed verification."""
     problems = []
@@ -645,12 +667,11 @@ def _problems(out):
         check = out["e2e"][when]
         if not check["passed"]:
             problems.append(f"the end-to-end check of the network's backward pass {when} training FAILED (blame {check['blame']}, max rel. error {check['max_rel_error']:.3g})")
-    for name, o in out["optimizers"].items():
-        r = o["replay"]
+    for part, name, run in _replayed(out):
+        r = run["replay"]
         if not r["passed"]:
-            problems.append(
-                f"{name}: training left the catalog's update rule at step {r['first_bad_step']} (max deviation {r['max_rel_deviation']:.3g} of the parameters' scale)"
-            )
+            where = name if part == "optimizers" else f"{part} run {name!r}"
+            problems.append(f"{where}: training left the catalog's update rule at step {r['first_bad_step']} (max deviation {r['max_rel_deviation']:.3g} of the parameters' scale)")
     for op in out["ops"]:
         if op["verified"] is False:
             problems.append(f"the study uses {op['name']}, which FAILED verification in this run")

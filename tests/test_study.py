@@ -3,6 +3,7 @@ that they catch a broken backward pass and a wrong update), the curves, the comp
 where their claim is robust, where training stalls, the record, the CLI and the page at 1400 px."""
 
 import copy
+import doctest
 import json
 import math
 
@@ -53,6 +54,12 @@ def _wrong_momentum(param, grad, state, *, lr, momentum=0.9, xp=None):
 
 
 # -- determinism and the record ---------------------------------------------------------------
+
+
+def test_public_names_and_doctests():
+    assert study.__all__ == sorted(study.__all__, key=str) and all(hasattr(study, n) for n in study.__all__)
+    outcome = doctest.testmod(study, report=False)
+    assert outcome.failed == 0 and outcome.attempted >= 2
 
 
 def test_the_study_is_deterministic_for_a_seed_and_json_safe(small):
@@ -117,6 +124,9 @@ def test_every_trajectory_follows_the_catalog_update_rule(small):
         assert r["passed"] and r["first_bad_step"] is None, name
         assert r["steps"] == o["steps"] == SMALL["epochs"] * o["steps_per_epoch"]
         assert r["max_rel_deviation"] <= r["tolerance"]
+    replayed = list(study._replayed(small))
+    assert len(replayed) == 7 + len(study.SCHEDULES) + 2 + 2 + 2  # every training run of the study
+    assert all(run["replay"]["passed"] and run["replay"]["steps"] == run["steps"] for _, _, run in replayed)
 
 
 def test_the_replay_catches_momentum_with_the_wrong_sign():
@@ -125,6 +135,9 @@ def test_the_replay_catches_momentum_with_the_wrong_sign():
     assert not r["passed"] and r["first_bad_step"] == 0 and r["max_rel_deviation"] > 1e-3
     assert wrong["passed"] is False and any(p.startswith("momentum: training left the catalog's update rule at step 0") for p in wrong["problems"])
     assert all(o["replay"]["passed"] for name, o in wrong["optimizers"].items() if name != "momentum")
+    # The schedules train with momentum too: their runs are caught as well, the SGD runs are not.
+    assert not any(r["replay"]["passed"] for r in wrong["schedules"]["runs"].values())
+    assert all(r["replay"]["passed"] for part in ("batch", "losses", "activations") for r in wrong[part]["runs"].values())
 
 
 def test_the_replay_tolerates_nothing_but_rounding():
@@ -320,6 +333,20 @@ def test_gradverify_study_exits_one_when_the_study_fails(tmp_path, capsys, monke
     assert status == 1
     assert _record.read_run(tmp_path / "run.json")["passed"] is False
     assert "the training study FAILED" in capsys.readouterr().out
+
+
+def test_ctrl_c_in_the_study_writes_an_interrupted_record_and_exits_130(tmp_path, capsys, monkeypatch):
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study, "run_study", interrupted)
+    monkeypatch.setattr(study, "OPS_USED", ("relu",))
+    status = main(["study", "--examples", "1", "--json", str(tmp_path / "run.json"), "--report", str(tmp_path / "index.html")])
+    assert status == 130
+    run = _record.read_run(tmp_path / "run.json")
+    assert (run["status"], run["passed"], run["provenance"]["interrupted_in"]) == ("interrupted", False, "the training study")
+    assert "study" not in run and [o["name"] for o in run["ops"]] == ["relu"]
+    assert "interrupted (Ctrl-C) in the training study" in capsys.readouterr().out
 
 
 def test_gradverify_study_checks_its_outputs_first(tmp_path, capsys):

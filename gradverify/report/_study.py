@@ -66,7 +66,7 @@ def _get(d, *keys, default=None):
 def _facts(study):
     task, net = _get(study, "task", default={}), _get(study, "network", default={})
     return {
-        "task": f"{_get(task, 'name', default='?')}: {_get(task, 'train', default='?')} training and {_get(task, 'validation', default='?')} validation points, {_get(task, 'classes', default='?')} classes, standardized with the training split's mean and std",
+        "task": f"{str(_get(task, 'name', default='?'))[:1].upper()}{str(_get(task, 'name', default='?'))[1:]}: {_get(task, 'train', default='?')} training and {_get(task, 'validation', default='?')} validation points, {_get(task, 'classes', default='?')} classes, standardized with the training split's mean and std",
         "network": f"{_get(net, 'layers', default='?')} ({_get(net, 'parameters', default='?')} parameters), {_get(net, 'epochs', default='?')} epochs of minibatches of {_get(net, 'batch', default='?')}, shuffled each epoch",
         "seed": _get(study, "seed"),
         "size": _get(study, "size"),
@@ -264,6 +264,18 @@ def _num(x):
     return f"{x:.3g}"
 
 
+def _other_replays(study):
+    """The replays of the runs besides the optimizers' (schedules, batches, losses, activations), in words."""
+    runs = [(part, name, run["replay"]) for part in ("schedules", "batch", "losses", "activations") for name, run in _get(study, part, "runs", default={}).items() if isinstance(run, dict) and isinstance(run.get("replay"), dict)]
+    if not runs:
+        return ""
+    bad = [f"{part} {name} (step {r['first_bad_step']})" for part, name, r in runs if r.get("passed") is not True]
+    worst = max(float(r["max_rel_deviation"]) for _, _, r in runs)
+    if bad:
+        return f"The other {len(runs)} training runs were replayed too: {len(bad)} left the rule: {', '.join(bad)}."
+    return f"The other {len(runs)} training runs (schedules, batch sizes, losses, activations) were replayed too: every one followed the rule (max deviation {worst:.1e})."
+
+
 def _checks(study):
     e2e = study["e2e"]
     return {
@@ -278,6 +290,7 @@ def _checks(study):
             for name, o in study["optimizers"].items()
         ],
         "tolerance": next(iter(study["optimizers"].values()))["replay"]["tolerance"],
+        "others": _other_replays(study),
         "op_groups": [
             ("FAILED verification", [op["name"] for op in study["ops"] if op["verified"] is False], "bad"),
             ("verified in this run", [op["name"] for op in study["ops"] if op["verified"] is True], "ok"),
