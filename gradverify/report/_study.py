@@ -355,6 +355,16 @@ def _caption_stall(study):
     capped = [p for p in s["points"] if p["verdict"] == "not critical"]
     curved = sum(1 for p in capped if p["negative"] > 0)
     where = f" {curved} of the {len(capped)} runs stopped by the cap still had negative curvature: they were crawling along a plateau near a saddle." if capped else ""
+    scales = sorted({p["init_scale"] for p in s["points"]})
+    if len(scales) > 1:
+        parts = []
+        for scale in scales:
+            runs = [p for p in s["points"] if p["init_scale"] == scale]
+            verdicts = {}
+            for p in runs:
+                verdicts[p["verdict"]] = verdicts.get(p["verdict"], 0) + 1
+            parts.append(f"{scale:g}: " + ", ".join(f"{v} {k}" for k, v in sorted(verdicts.items(), key=lambda kv: -kv[1])) + f" (of {len(runs)})")
+        where += " By the scale of the initial weights, " + "; ".join(parts) + "."
     if minima and at_saddles:
         where += f" The median loss is {_num(np.median(at_saddles))} at the saddles and {_num(np.median(minima))} at the minima."
     return (
