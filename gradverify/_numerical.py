@@ -408,7 +408,7 @@ class PhiEvaluator:
         output each one is another copy of it). An output of one block sums as before."""
         width = y.shape[1]
         cols = max(1, min(width, BLOCK_BYTES // (8 * rows)))
-        if self.scratch is None or self.scratch[0].size < rows * cols:
+        if self.scratch is None or self.scratch[0].size < rows * cols or self.scratch[2].size < cols:
             self.scratch = (np.empty(rows * cols), np.empty(rows * cols, dtype=bool), np.empty(cols))
         v = np.asarray(self.flat_v, dtype=np.float64)
         diff = np.zeros(rows)

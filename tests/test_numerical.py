@@ -340,6 +340,7 @@ def test_contraction_matches_its_definition(width):
     y[0, :3] += 1e-3
     y[1, rng.integers(0, width, size=5)] *= 4.0
     y[2, 1] = np.nan
+    ev._contract(np.tile(y, (22, 1))[:64], 64)  # scratch first sized for more rows, narrower blocks
     diff, moved = ev._contract(y, 3)
     changed = y != out
     np.testing.assert_allclose(diff[:2], ((y - out) * v).sum(axis=1)[:2], rtol=1e-12)
