@@ -51,8 +51,9 @@ def reproduce_line(entry, callables, placeholders, inputs, cotangent, options_te
             qualname = f"partial({', '.join([qualname, *partial[1]])})"
         names.append(qualname)
     arrays = list(inputs) + ([cotangent] if cotangent is not None else [])
-    size = sum(int(np.asarray(_backend.to_numpy(x)).size) for x in arrays)
-    written = [write_array(x) for x in arrays]
+    size = sum(math.prod(x.shape) for x in arrays)  # no host copy of a large device array
+    # Written out only when small: writing is a list of Python floats, several times the input.
+    written = [write_array(x) for x in arrays] if size <= MAX_WRITTEN_ELEMENTS else []
     unwritten = None
     if size > MAX_WRITTEN_ELEMENTS:
         unwritten = f"the inputs have {size} elements, more than the {MAX_WRITTEN_ELEMENTS} written out"
