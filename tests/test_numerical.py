@@ -329,6 +329,27 @@ def test_directional_memory_is_a_small_multiple_of_the_input():
     assert peak <= 3 * x.nbytes  # before the in-place rows and column blocks: 5.2 times
 
 
+def test_a_whole_directional_check_of_a_reduction_peaks_at_four_times_its_input():
+    """Issue 11's memory target, on a function with a small output: the structural checks'
+    copies, the perturbed input and the gradient; the reproduce line writes no large input."""
+    import tracemalloc
+
+    import gradverify
+
+    x = np.random.default_rng(0).standard_normal(200_000)
+    f = lambda x: np.sum(np.tanh(x))  # noqa: E731
+    f_vjp = lambda v, x: (v * (1 - np.tanh(x) ** 2),)  # noqa: E731
+    gradverify.check_vjp(f, f_vjp, x[:10], mode="directional", truth="off")  # first-call imports
+    tracemalloc.start()
+    try:
+        result = gradverify.check_vjp(f, f_vjp, x, mode="directional", truth="off")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.passed
+    assert peak <= 4.25 * x.nbytes  # 10.2 times before the reproduce line stopped listing it
+
+
 @pytest.mark.parametrize("width", [7, 3 * _numerical.BLOCK_BYTES // 8 + 5])  # one column block, several
 def test_contraction_matches_its_definition(width):
     """``phi`` differences and the noise model's ``moved`` from the in-place, column-blocked
