@@ -34,11 +34,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradverify import _arbiter, _backend, _explore, _highprec, _numerical, _structural, _tolerances, _verdict
+from gradverify import _arbiter, _backend, _explore, _highprec, _numerical, _structural, _ties, _tolerances, _verdict
 from gradverify._errors import CheckBudgetExceeded, GradVerifyError, HighPrecisionUnavailable, InvalidArgument, UserFunctionError, asserting
 from gradverify._options import DEFAULT_DPS, DEFAULT_TIME_BUDGET, CheckOptions
 from gradverify._reproduce import reproduce_line
-from gradverify._result import VerificationResult
+from gradverify._result import StructuralFailure, VerificationResult
 from gradverify._truth import HighPrecisionPhi, confirm, element_scale, input_scale, reexamine
 
 FULL_MODE_MAX = 20_000
@@ -282,6 +282,7 @@ class _CheckRun:
         self.found = []  # what is established so far, for a budget error
         self.kinked = {}  # per input, the elements full mode found at kinks
         self.settled = {}  # per input, the elements full mode gave a truth of their own
+        self.joint_failures = []  # failures across elements (a tie's gradients), as structural findings
         self.total = 0  # differentiated elements
 
     def _resolve_wrt(self, wrt, inputs):
@@ -499,6 +500,9 @@ class _CheckRun:
         self.settled[i] = evidence.truth.has_truth if evidence.truth is not None else np.zeros(a.size, dtype=bool)
         shape = tuple(self.inputs[i].shape)
         unravel = lambda k: tuple(int(j) for j in np.unravel_index(k, shape))  # noqa: E731
+        # Elements at a tie, each right alone, must also share the gradient (see _ties).
+        for tie in _ties.judge(evaluator, i, host, a, _ties.groups(host, self.kinked[i]), rtol):
+            self.joint_failures.append(StructuralFailure("tied_gradients", _ties.describe(tie, unravel, f"input {i}"), i, blame="analytic"))
         return _verdict.report(f"input {i}", i, shape, dtype, rtol, a, evidence.fd, evidence.truth, verdicts, unravel, lazy=self.truth_used == "lazy")
 
     def _directional(self, evaluator, truth, dirs, analytic, v_max, wrt):
@@ -562,7 +566,7 @@ class _CheckRun:
         return phi
 
     def _result(self, seen, reports):
-        structural = seen.findings
+        structural = seen.findings + self.joint_failures
         failures = any(p.failures for p in reports) or any(s.blame == "analytic" for s in structural)
         unresolved = any(p.unresolved for p in reports)
         passed = not structural and not failures and not unresolved and not any(p.not_differentiable for p in reports)

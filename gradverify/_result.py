@@ -61,7 +61,8 @@ class InputReport:
 
 @dataclass
 class StructuralFailure:
-    """A failure found before any number is compared (shape, mutation, determinism, ...)."""
+    """A failure that is no one element's: found before any number is compared (shape,
+    mutation, determinism, ...), or across elements (the gradients of a tie, see _ties)."""
 
     kind: str
     message: str

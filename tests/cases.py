@@ -490,6 +490,18 @@ def _svm_case(name, vjp):
     return Case(name, lambda w: _svm_loss(w, x=x), lambda v, w: vjp(v, w, x=x), lambda rng: (w,))
 
 
+def _pool2(x):
+    return x.reshape(x.shape[0], -1, 2).max(axis=2)
+
+
+def _pool2_vjp(v, x):
+    windows = x.reshape(x.shape[0], -1, 2)
+    first = np.argmax(windows, axis=2)  # the first maximum of each window takes the gradient
+    g = np.zeros_like(windows)
+    np.put_along_axis(g, first[..., None], v[..., None], axis=2)
+    return (g.reshape(x.shape),)
+
+
 REAL_CORRECT = [
     Case("a float64 scratch buffer filled in a loop", _scratch_square_times_x, lambda v, x: (3 * v * x**2,), lambda rng: (np.array([0.3, -1.2, 2.0]),)),
     Case("casts inside fn (np.asarray(dtype=float), astype(float), np.array(dtype=float64))", _cast_inside, lambda v, x: (v * (4 * x**3 + 1),), lambda rng: (np.array([0.3, -1.2, 2.0]),)),
@@ -499,6 +511,10 @@ REAL_CORRECT = [
     _svm_case("SVM hinge with a float64 margin of exactly 0 (textbook subgradient)", _svm_vjp),
     Case("sum(clip(x, -1, 1)) with elements on both bounds", lambda x: np.sum(np.clip(x, -1.0, 1.0), keepdims=True), lambda v, x: (v * ((x >= -1) & (x <= 1)),), lambda rng: (np.array([1.0, -1.0, 0.3]),)),
     Case("sum(hardtanh(x)) at both bounds, open mask", lambda x: np.sum(np.clip(x, -2.0, 2.0), keepdims=True), lambda v, x: (v * ((x > -2) & (x < 2)),), lambda rng: (np.array([2.0, -2.0, 0.5, 2.0]),)),
+    Case("max with a tie, the gradient to the first maximum", lambda x: np.max(x, keepdims=True), lambda v, x: (v * (np.arange(x.size) == np.argmax(x)),), lambda rng: (np.array([1.0, 1.0, 0.5]),)),
+    Case("max with a tie, the gradient split between the maxima", lambda x: np.max(x, keepdims=True), lambda v, x: (v * (x == x.max()) / np.sum(x == x.max()),), lambda rng: (np.array([1.0, 0.5, 1.0]),)),
+    Case("sort with ties (a stable argsort routes the cotangent)", np.sort, lambda v, x: (v[np.argsort(np.argsort(x, kind="stable"), kind="stable")],), lambda rng: (np.array([1.0, 1.0, 0.5, 2.0, 0.5]),)),
+    Case("max-pool 2 over a row of zeros (first maximum of each window)", _pool2, _pool2_vjp, lambda rng: (np.zeros((2, 4)),)),
     Case("relu(x0) + min(x1, 0) at (0, 0)", lambda x: np.maximum(x[:1], 0.0) + np.minimum(x[1:], 0.0), lambda v, x: (v * np.concatenate([x[:1] > 0, x[1:] < 0]),), lambda rng: (np.array([0.0, 0.0]),)),
     Case("ReLU with planted exact zeros, directional mode", lambda x: np.maximum(x, 0.0), lambda v, x: (v * (x > 0),), _relu_planted_zeros, options={"mode": "directional"}),
     Case("ReLU with planted exact zeros, full mode", lambda x: np.maximum(x, 0.0), lambda v, x: (v * (x > 0),), _relu_planted_zeros),
@@ -519,6 +535,8 @@ REAL_BUGS = [
     Case("ReLU with planted zeros, directional, mask inverted", lambda x: np.maximum(x, 0.0), lambda v, x: (v * (x < 0),), _relu_planted_zeros, options={"mode": "directional"}),
     _svm_case("SVM hinge at a zero margin, gradient of the correct class left out", lambda v, w, x=None: (_svm_vjp(v, w, x=x)[0] * np.array([0.0, 1.0, 1.0]),)),
     Case("max over rows with ties, every tied element given the whole gradient (DeZero's Max)", lambda x: np.max(x, axis=1), lambda v, x: (v[:, None] * (x == x.max(axis=1, keepdims=True)),), lambda rng: (np.array([[2.0, 2.0, 2.0], [1.0, 3.0, 3.0], [0.5, -1.0, 0.0]]),)),
+    Case("max with one tie, full mode, every tied element given v (found by explore=)", lambda x: np.max(x, keepdims=True), lambda v, x: (v * (x == x.max()),), lambda rng: (np.array([1.0, 1.0, 0.5]),), expect="tied_gradients", options={"truth": "off"}),
+    Case("max-pool 2 over a row of zeros, every tied element given v", _pool2, lambda v, x: (np.repeat(v, 2, axis=1) * (x == np.repeat(_pool2(x), 2, axis=1)),), lambda rng: (np.zeros((2, 4)),), expect="tied_gradients"),
     Case("mean softmax cross-entropy 32x10, the 1/N left out", _ce_mean, lambda v, logits, labels: (_ce_mean_vjp(v, logits, labels)[0] * labels.size, None), _ce_inputs(32, 10)),
     _mlp_case("2-layer MLP, dW2 from the pre-activations instead of the ReLU output", _mlp_pre_instead_of_h_vjp),
 ]

@@ -36,9 +36,9 @@ whose squares underflow, gives 0/0).
 
 What the engine says on the wrong pairs, beyond the declared finding:
 
-- max-pool with ties: in full mode a mask that gives v to both tied maxima passes (each tied
-  element is judged alone against [0, v]); the case asks for ``mode="directional"``, which
-  catches it in 18-19 of 20 seeds per tied variant.
+- max-pool with ties: in full mode a mask that gives v to both tied maxima passed (each tied
+  element was judged alone against [0, v]) until full mode learned to judge a tie's
+  gradients together (gradverify._ties); the case ran in ``mode="directional"`` until then.
 - leaky ReLU's wrong pair fails as STRUCTURAL ignores_cotangent (blame "analytic"), the L1
   ratio as STRUCTURAL nonfinite_gradient (blame "analytic").
 - squeeze mean: a (1, 1, 1) input raises (np.mean over axis 0 of a 0-d array) instead.
@@ -778,7 +778,7 @@ CASES = (
         fn=maxpool2, vjp=maxpool2_vjp_mask, correct_fn=maxpool2, correct_vjp=maxpool2_vjp,
         # directional: full mode judges each tied element against its own interval [0, v],
         # which the doubled gradient satisfies; only a direction through both sees the sum
-        inputs=(_XPOOL,), options={"mode": "directional", "domains": {0: "real"}},
+        inputs=(_XPOOL,), options={"domains": {0: "real"}},
         finding="gradient", trigger="ties within a pooling window",
         variant=lambda: (_XPOOL_TIES,),
     ),
