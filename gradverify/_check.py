@@ -784,7 +784,9 @@ def _quantization(evaluator, i, host, seed):
     rng = np.random.default_rng([seed, 2, i])
     # Steps relative to each element alone: the commonest kinks (at 0) stay out of reach,
     # and float32's rounding is relative too. Zeros are left alone (float32 holds 0 + t).
-    d = rng.choice([-1.0, 1.0], size=host.size) * np.abs(host)
+    # Random sizes too: with steps of exactly +-|x| the slopes of a sum of logs are +-1 each
+    # and cancel to an exact 0 at every scale, which reads like a constant path.
+    d = rng.choice([-1.0, 1.0], size=host.size) * rng.uniform(0.5, 1.5, size=host.size) * np.abs(host)
     if not d.any():
         return None
     steps = np.array([s * sign for s in QUANTIZATION_STEPS for sign in (1.0, -1.0)])
@@ -796,16 +798,22 @@ def _quantization(evaluator, i, host, seed):
     # output that would barely move at 2**-36 only shows rounding).
     resolved = np.all(abs(coarse) * np.repeat(QUANTIZATION_STEPS[:2], 2) > QUANTIZATION_RESOLVED * evaluator.noise(moved[:4]))
 
-    def agree(a, b, rtol):
-        return abs(a - b) <= rtol * max(abs(a), abs(b))
+    # The rounding of a one-sided slope at the fine and at the coarse step: slopes that
+    # cancel to about 0 agree within it, not within a relative tolerance of 0.
+    fine_noise = float(np.max(evaluator.noise(moved[:2]))) / QUANTIZATION_STEPS[0]
+    coarse_noise = float(np.max(evaluator.noise(moved[4:6]))) / QUANTIZATION_STEPS[2]
 
-    settled = agree(fine, finer, 0.1 * QUANTIZATION_RTOL) and agree(coarse, coarser, 0.1 * QUANTIZATION_RTOL)
+    def agree(a, b, rtol, atol=0.0):
+        return abs(a - b) <= rtol * max(abs(a), abs(b)) + atol
+
+    settled = agree(fine, finer, 0.1 * QUANTIZATION_RTOL, 2 * fine_noise) and agree(coarse, coarser, 0.1 * QUANTIZATION_RTOL, 2 * coarse_noise)
     # A kink at x itself shows as one-sided slopes that differ already at the fine step.
-    smooth = agree(diff[0] / QUANTIZATION_STEPS[0], -diff[1] / QUANTIZATION_STEPS[0], 0.5 * QUANTIZATION_RTOL)
+    smooth = agree(diff[0] / QUANTIZATION_STEPS[0], -diff[1] / QUANTIZATION_STEPS[0], 0.5 * QUANTIZATION_RTOL, 2 * fine_noise)
     # A kink between the scales lies on one side: the one-sided slope of the other side
     # still agrees with the fine slope. Quantization changes both sides alike.
     right, left = diff[4] / QUANTIZATION_STEPS[2], -diff[5] / QUANTIZATION_STEPS[2]
-    both_sides = not agree(fine, right, QUANTIZATION_RTOL) and not agree(fine, left, QUANTIZATION_RTOL)
+    between = fine_noise + coarse_noise
+    both_sides = not agree(fine, right, QUANTIZATION_RTOL, between) and not agree(fine, left, QUANTIZATION_RTOL, between)
     if resolved and settled and smooth and both_sides and not agree(fine, coarse, QUANTIZATION_RTOL):
         return fine, coarse
     return None
