@@ -34,10 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradverify import _arbiter, _backend, _explore, _highprec, _numerical, _structural, _ties, _tolerances, _verdict
+from gradverify import _arbiter, _backend, _explore, _gate, _highprec, _numerical, _structural, _ties, _tolerances, _verdict
 from gradverify._errors import CheckBudgetExceeded, GradVerifyError, HighPrecisionUnavailable, InvalidArgument, UserFunctionError, asserting
 from gradverify._options import DEFAULT_DPS, DEFAULT_TIME_BUDGET, CheckOptions
-from gradverify._reproduce import reproduce_line
+from gradverify._reproduce import importable, reproduce_line
 from gradverify._result import StructuralFailure, VerificationResult
 from gradverify._truth import HighPrecisionPhi, confirm, element_scale, input_scale, reexamine
 
@@ -77,6 +77,8 @@ def check_vjp(
     explore=0,
     domains=None,
     allow_nonfinite=False,
+    reference=None,
+    reference_factor=_gate.DEFAULT_FACTOR,
 ):
     """Check a hand-written vector-Jacobian product against finite differences and the truth.
 
@@ -132,6 +134,16 @@ def check_vjp(
     allow_nonfinite : bool
         A variant where ``fn`` is not finite is skipped rather than reported (for an op
         with a real singularity the high-precision forward cannot recognise).
+    reference : callable, optional
+        ``ref_vjp(cotangent, *inputs) -> tuple``: the plain, trusted backward (the obvious
+        NumPy/CuPy code) for a low-precision kernel ``vjp``. It runs on the same inputs and
+        cotangent, in the dtype under test, and the error-ratio gate replaces the dtype
+        tolerance table: the check passes when at every element the kernel's error against
+        the float64 judge (the truth, else the finite difference) is at most
+        ``reference_factor`` times the reference's error plus a floor of a few ulps of the
+        dtype at the gradient's scale; see :mod:`gradverify._gate`.
+    reference_factor : float
+        ``k`` of the gate (default 2), at least 1; fix it in advance.
 
     Returns
     -------
@@ -149,7 +161,8 @@ def check_vjp(
     options = CheckOptions(
         wrt=wrt, mode=mode, batched=batched, directions=directions, truth=truth, dps=dps, rtol=rtol,
         richardson=richardson, seed=seed, max_batch_bytes=max_batch_bytes, time_budget=time_budget, name=name,
-        explore=explore, domains=domains, allow_nonfinite=allow_nonfinite,
+        explore=explore, domains=domains, allow_nonfinite=allow_nonfinite, reference=reference,
+        reference_factor=reference_factor,
     )
     origin = _Origin("check_vjp", (fn, vjp), ("fn", "vjp"), cotangent)
     return _CheckRun(fn, vjp, inputs, cotangent, options, origin).execute()
@@ -283,6 +296,7 @@ class _CheckRun:
         self.kinked = {}  # per input, the elements full mode found at kinks
         self.settled = {}  # per input, the elements full mode gave a truth of their own
         self.joint_failures = []  # failures across elements (a tie's gradients), as structural findings
+        self.reference_grads = None  # per input, ref_vjp's gradient as float64 on the host (reference=)
         self.total = 0  # differentiated elements
 
     def _resolve_wrt(self, wrt, inputs):
@@ -316,7 +330,7 @@ class _CheckRun:
     def _call(self, what, func, *args):
         """Call the code under test from the structural checks, as ``what`` ("fn" or "vjp")."""
         self._deadline()
-        self.calls[what] += 1
+        self.calls[what] = self.calls.get(what, 0) + 1
         try:
             return func(*args)
         except GradVerifyError:
@@ -348,9 +362,39 @@ class _CheckRun:
         )
         self.inputs = seen.inputs
         self.found.append(f"{len(seen.findings)} structural finding(s)" + (": " + ", ".join(f.kind for f in seen.findings) if seen.findings else ""))
+        if seen.numbers_possible and self.options.reference is not None:
+            self._reference(seen)
         reports = self._numerics(seen) if seen.numbers_possible else []
         result = self._result(seen, reports)
         return _explore.explore(self, result) if self.options.explore else result
+
+    def _reference(self, seen):
+        """``ref_vjp`` on the caller's inputs and cotangent, in the dtype under test (reference=)."""
+        xp = self.xp
+        fresh = [xp.asarray(x, copy=True) for x in seen.inputs]
+        got = self._call("reference", self.options.reference, xp.asarray(seen.v, copy=True), *fresh)
+        n = len(seen.inputs)
+        if not isinstance(got, (tuple, list)) or len(got) != n:
+            what = f"{len(got)} gradients" if isinstance(got, (tuple, list)) else f"a {type(got).__name__}"
+            raise InvalidArgument(f"reference returned {what}; like vjp it must return a tuple with one gradient per input ({n})")
+        grads = {}
+        for i in seen.usable:
+            g, x = got[i], seen.inputs[i]
+            if not _structural.is_array_of(xp, g) or tuple(g.shape) != tuple(x.shape):
+                shape = tuple(g.shape) if hasattr(g, "shape") else type(g).__name__
+                raise InvalidArgument(f"reference's gradient for input {i} is {shape}, not an array shaped like the input {tuple(x.shape)}")
+            if g.dtype != x.dtype:
+                msg = (
+                    f"reference's gradient for input {i} has dtype {_backend.dtype_name(g.dtype)}, the input {_backend.dtype_name(x.dtype)}:"
+                    " the reference must compute in the dtype under test (the gate compares the kernel with the plain computation"
+                    " in the same precision); drop its casts"
+                )
+                raise InvalidArgument(msg)
+            host = _host64(g)
+            if not np.all(np.isfinite(host)):
+                raise InvalidArgument(f"reference's gradient for input {i} holds NaN or Inf; the reference must be finite where fn is")
+            grads[i] = host
+        self.reference_grads = grads
 
     def _numerics(self, seen):
         xp, options = self.xp, self.options
@@ -503,7 +547,37 @@ class _CheckRun:
         # Elements at a tie, each right alone, must also share the gradient (see _ties).
         for tie in _ties.judge(evaluator, i, host, a, _ties.groups(host, self.kinked[i]), rtol):
             self.joint_failures.append(StructuralFailure("tied_gradients", _ties.describe(tie, unravel, f"input {i}"), i, blame="analytic"))
-        return _verdict.report(f"input {i}", i, shape, dtype, rtol, a, evidence.fd, evidence.truth, verdicts, unravel, lazy=self.truth_used == "lazy")
+        report = _verdict.report(f"input {i}", i, shape, dtype, rtol, a, evidence.fd, evidence.truth, verdicts, unravel, lazy=self.truth_used == "lazy")
+        if self.reference_grads is not None:
+            report.gate = self._gate_elements(i, a, evidence, dtype, unravel)
+            if report.gate.undecided and sources.phi is not None:
+                # The finite differences cannot resolve the errors there (float64 kernels, or an
+                # error of a few ulps): the truth, at as many undecided elements as the spot budget allows.
+                had = evidence.truth.has_truth if evidence.truth is not None else np.zeros(a.size, dtype=bool)
+                wanted = np.flatnonzero(report.gate.undecided_mask & ~had)[: _spot_budget(truth)]
+                if wanted.size:
+                    got = sources.truth(wanted)
+                    evidence = _arbiter.Evidence(evidence.fd, _arbiter._merge_truth(evidence.truth, a.size, wanted, got))
+                    report.gate = self._gate_elements(i, a, evidence, dtype, unravel)
+                    self.truth_notes.append(f"input {i}: the reference gate asked the truth at {wanted.size} element(s) the finite differences could not resolve")
+        return report
+
+    def _gate_elements(self, i, a, evidence, dtype, unravel):
+        """The error-ratio gate over the elements of input ``i`` (see :mod:`gradverify._gate`)."""
+        st, tv = evidence.fd, evidence.truth
+        by_truth = tv.has_truth if tv is not None else np.zeros(a.size, dtype=bool)
+        with np.errstate(invalid="ignore"):
+            fd_bound = 2 * np.where(st.kink, st.rounding, st.error)
+        fd_bound = np.where(st.rough | ~np.isfinite(st.estimate), np.inf, fd_bound)
+        center = np.where(by_truth, tv.center if tv is not None else np.nan, st.estimate)
+        kink = np.where(by_truth, tv.kink if tv is not None else False, st.kink & ~st.rough)
+        lo = np.where(by_truth, tv.lo if tv is not None else np.nan, st.lo)
+        hi = np.where(by_truth, tv.hi if tv is not None else np.nan, st.hi)
+        bound = np.where(by_truth, 0.0, fd_bound)
+        return _gate.judge(
+            a, self.reference_grads[i], center, bound, eps=_tolerances.eps_for(dtype), k=self.options.reference_factor,
+            lo=lo, hi=hi, kink=kink, by_truth=by_truth, unravel=unravel,
+        )
 
     def _directional(self, evaluator, truth, dirs, analytic, v_max, wrt):
         """Random signed directions over all inputs at once: ``<grad, d>`` against ``phi'`` along ``d``."""
@@ -524,7 +598,32 @@ class _CheckRun:
         )
         self.truth_notes.extend(f"directions: {n}" for n in notes)
         name = "all inputs (directional)" if self.mode == "directional" else "all inputs (directional truth)"
-        return _verdict.report(name, None, (len(dirs),), dtype, rtol, a, evidence.fd, evidence.truth, verdicts, lambda k: (int(k),))
+        report = _verdict.report(name, None, (len(dirs),), dtype, rtol, a, evidence.fd, evidence.truth, verdicts, lambda k: (int(k),))
+        if self.reference_grads is not None:
+            report.gate = self._gate_directions(a, dirs, evidence, wrt, dtype)
+        return report
+
+    def _gate_directions(self, a, dirs, evidence, wrt, dtype):
+        """The error-ratio gate along the directions: ``<kernel, d>`` and ``<reference, d>`` against ``phi'``."""
+        st, tv = evidence.fd, evidence.truth
+        ref = self.reference_grads
+        r = np.array([_along(ref, d, wrt)[0] for d in dirs])
+        # The floor per direction: FLOOR_ULPS ulps of each input's gradient scale per element it
+        # moves, added in quadrature (the direction's signs are random, independent of the errors).
+        sizes = {i: float(np.max(np.abs(ref[i]), initial=0.0)) for i in wrt}
+        floor_scale = np.array([np.sqrt(sum(sizes[i] ** 2 * float(np.sum(np.square(d[i]))) for i in wrt)) for d in dirs])
+        by_truth = tv.has_truth if tv is not None else np.zeros(len(dirs), dtype=bool)
+        with np.errstate(invalid="ignore"):
+            fd_bound = np.where(st.rough | ~np.isfinite(st.estimate), np.inf, 2 * np.where(st.kink, st.rounding, st.error))
+        center = np.where(by_truth, tv.center if tv is not None else np.nan, st.estimate)
+        kink = np.where(by_truth, tv.kink if tv is not None else False, st.kink & ~st.rough)
+        lo = np.where(by_truth, tv.lo if tv is not None else np.nan, st.lo)
+        hi = np.where(by_truth, tv.hi if tv is not None else np.nan, st.hi)
+        scale = float(np.max(np.abs(center[np.isfinite(center)]), initial=0.0))
+        return _gate.judge(
+            a, r, center, np.where(by_truth, 0.0, fd_bound), eps=_tolerances.eps_for(dtype), k=self.options.reference_factor,
+            scale=scale, floor_scale=floor_scale, lo=lo, hi=hi, kink=kink, by_truth=by_truth, unravel=lambda k: (int(k),),
+        )
 
     def _check_batched_claim(self, evaluator, wrt):
         """Two unperturbed rows must both reproduce the unbatched output."""
@@ -567,19 +666,26 @@ class _CheckRun:
 
     def _result(self, seen, reports):
         structural = seen.findings + self.joint_failures
-        failures = any(p.failures for p in reports) or any(s.blame == "analytic" for s in structural)
-        unresolved = any(p.unresolved for p in reports)
-        passed = not structural and not failures and not unresolved and not any(p.not_differentiable for p in reports)
-        if failures:
-            blame = "analytic"
-        elif unresolved or any(p.numerical_off for p in reports):
-            blame = "numerical"
+        if self.reference_grads is not None:
+            # The gate decides each input; the dtype table's counts stay in the report for information.
+            failures = any(p.gate is not None and p.gate.verdict == "failed" for p in reports) or any(s.blame == "analytic" for s in structural)
+            inconclusive = any(p.gate is not None and p.gate.verdict == "inconclusive" for p in reports)
+            passed = not structural and not failures and not inconclusive
+            blame = "analytic" if failures else None
         else:
-            blame = None
+            failures = any(p.failures for p in reports) or any(s.blame == "analytic" for s in structural)
+            unresolved = any(p.unresolved for p in reports)
+            passed = not structural and not failures and not unresolved and not any(p.not_differentiable for p in reports)
+            if failures:
+                blame = "analytic"
+            elif unresolved or any(p.numerical_off for p in reports):
+                blame = "numerical"
+            else:
+                blame = None
         worst = [p.max_rel_analytic_truth if p.max_rel_analytic_truth is not None else p.max_rel_analytic_numerical for p in reports]
         options = self.options.replace(mode=self.mode)
         origin = self.origin
-        reproduce = reproduce_line(origin.entry, origin.callables, origin.placeholders, self.inputs, origin.cotangent, options.reproduce_args())
+        reproduce = _reproduce(origin, self.inputs, options)
         return VerificationResult(
             passed=passed,
             blame=blame,
@@ -879,6 +985,24 @@ def _spot_budget(phi):
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+def _reproduce(origin, inputs, options):
+    """The reproduce line, with ``reference=`` written by its importable name where it has one."""
+    ref = options.reference
+    where = importable(ref) if ref is not None else None
+    text = options.reproduce_args(reference_name=where[1] if where else "reference")
+    line = reproduce_line(origin.entry, origin.callables, origin.placeholders, inputs, origin.cotangent, text)
+    if ref is None:
+        return line
+    if where is None:
+        sep = "; " if "  # with the same" in line else "  # with the same reference: "
+        return f"{line}{sep}reference ({_name_of(ref)}) cannot be imported by name"
+    statement = f"from {where[0]} import {where[1].split('.')[0]}"
+    if line.startswith("import gradverify;"):
+        head, _, call = line.rpartition("; print(")
+        return f"{head}; {statement}; print({call}"
+    return f"{statement}; {line}"
 
 
 def _split_forward(result):

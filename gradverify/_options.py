@@ -47,6 +47,8 @@ class CheckOptions:
     explore: int = 0
     domains: tuple | None = None
     allow_nonfinite: bool = False
+    reference: object = None  # ref_vjp: the error-ratio gate (gradverify._gate)
+    reference_factor: float = 2.0
 
     def __post_init__(self):
         truth = self.truth
@@ -68,6 +70,12 @@ class CheckOptions:
         for name in ("batched", "richardson", "allow_nonfinite"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgument(f"{name}={getattr(self, name)!r} must be True or False")
+        if self.reference is not None and not callable(self.reference):
+            msg = f"reference={self.reference!r} must be callable: the plain, trusted backward ref_vjp(cotangent, *inputs) -> tuple, like vjp"
+            raise InvalidArgument(msg)
+        factor = self.reference_factor
+        if not (_is_real(factor) and 1 <= factor < math.inf):
+            raise InvalidArgument(f"reference_factor={factor!r} must be a number >= 1 (the kernel may err k times the reference; default 2)")
         if self.rtol is not None and not (_is_real(self.rtol) and 0 < self.rtol < 1):
             raise InvalidArgument(f"rtol={self.rtol!r} must be a number in (0, 1), e.g. rtol=1e-6")
         budget = self.time_budget
@@ -96,11 +104,13 @@ class CheckOptions:
         """The options as keyword arguments of :func:`gradverify.check_vjp`."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    def reproduce_args(self):
+    def reproduce_args(self, reference_name="reference"):
         """The options that differ from the defaults, as ``key=value`` source text.
 
         ``mode`` and ``truth`` are always given (``auto`` resolves by size, and the reader
-        should see which one ran), as are ``seed`` and ``dps``.
+        should see which one ran), as are ``seed`` and ``dps``. A ``reference`` callable is
+        written as ``reference_name`` (its importable name, or a placeholder the caller
+        supplies).
         """
         always = {"mode", "truth", "seed", "dps"}
         skip = {"name", "time_budget", "max_batch_bytes"}  # change cost, never the verdict
@@ -111,6 +121,9 @@ class CheckOptions:
                 continue
             if f.name == "domains":
                 value = dict(value)  # as the caller most likely wrote it
+            if f.name == "reference":
+                parts.append(f"reference={reference_name}")
+                continue
             parts.append(f"{f.name}={value!r}")
         return ", ".join(parts)
 

@@ -53,9 +53,12 @@ class InputReport:
     max_rel_numerical_truth: float | None = None
     worst: ElementReport | None = None
     examples: list = field(default_factory=list)  # a few more failing elements
+    gate: object = None  # gradverify._gate.GateReport with reference=: it decides, the counts above inform
 
     @property
     def passed(self):
+        if self.gate is not None:
+            return self.gate.passed
         return self.failures == 0 and self.unresolved == 0 and self.not_differentiable == 0
 
 
@@ -116,7 +119,12 @@ class VerificationResult:
 
 
 def format_report(r):
-    if r.passed:
+    gated = [p.gate for p in r.per_input if p.gate is not None]
+    if gated and not r.passed and r.blame is None and not r.structural:
+        head = "gradverify: FAILED: inconclusive, the reference gate could not judge the kernel (blame: none)"
+    elif gated and r.blame == "analytic" and any(g.verdict == "failed" for g in gated):
+        head = "gradverify: FAILED: the kernel's error exceeds the reference gate (blame: analytic)"
+    elif r.passed:
         head = "gradverify: PASSED"
         if r.blame == "numerical":
             head += " (the finite differences were off at some elements; the truth agrees with the analytic gradient)"
@@ -175,8 +183,9 @@ def _format_explore(x):
 def _format_input(p):
     status = "ok" if p.passed else "FAILED"
     unit = "directions" if p.index is None else "elements"
+    table = " (dtype table, for information: the reference gate decides)" if p.gate is not None else ""
     lines = [
-        f"  {p.name} shape {p.shape} {p.dtype} (rtol {p.rtol:g}): {status}; {p.checked} {unit},"
+        f"  {p.name} shape {p.shape} {p.dtype} (rtol {p.rtol:g}{table}): {status}; {p.checked} {unit},"
         f" {p.failures} wrong, {p.kinks} at kinks, {p.numerical_off} with the finite difference off,"
         f" {p.unresolved} unresolved"
         + (f", {p.not_differentiable} not differentiable (fn jumps or is noisy there)" if p.not_differentiable else ""),
@@ -186,6 +195,10 @@ def _format_input(p):
     ]
     if p.truth_missing:
         lines.append(f"    no truth at {p.truth_missing} {unit} (the finite differences decide there): {p.truth_missing_reason}")
+    if p.gate is not None:
+        from gradverify._gate import format_gate
+
+        lines.extend(format_gate(p.gate, unit))
     for label, e in [("worst", p.worst)] + [("also", e) for e in p.examples]:
         if e is None:
             continue
