@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradverify import _arbiter, _backend, _explore, _gate, _highprec, _numerical, _structural, _ties, _tolerances, _verdict
+from gradverify import _arbiter, _backend, _explore, _gate, _highprec, _numerical, _power, _structural, _ties, _tolerances, _verdict
 from gradverify._errors import CheckBudgetExceeded, GradVerifyError, HighPrecisionUnavailable, InvalidArgument, UserFunctionError, asserting
 from gradverify._options import DEFAULT_DPS, DEFAULT_TIME_BUDGET, CheckOptions
 from gradverify._reproduce import importable, reproduce_line
@@ -79,6 +79,8 @@ def check_vjp(
     allow_nonfinite=False,
     reference=None,
     reference_factor=_gate.DEFAULT_FACTOR,
+    repeats=2,
+    nondeterministic=False,
 ):
     """Check a hand-written vector-Jacobian product against finite differences and the truth.
 
@@ -144,6 +146,14 @@ def check_vjp(
         dtype at the gradient's scale; see :mod:`gradverify._gate`.
     reference_factor : float
         ``k`` of the gate (default 2), at least 1; fix it in advance.
+    repeats : int
+        How many times ``fn`` and ``vjp`` run on the same arguments (default 2, at least 2);
+        their results must agree bitwise.
+    nondeterministic : bool
+        The op is nondeterministic by design (atomics): repeated results may differ, and
+        their spread per element is measured, reported and joins the error budget (added
+        to the gate's floor with ``reference=``; without it, a spread beyond what the dtype
+        table allows at an element fails the check as ``nondeterministic_spread``).
 
     Returns
     -------
@@ -162,7 +172,7 @@ def check_vjp(
         wrt=wrt, mode=mode, batched=batched, directions=directions, truth=truth, dps=dps, rtol=rtol,
         richardson=richardson, seed=seed, max_batch_bytes=max_batch_bytes, time_budget=time_budget, name=name,
         explore=explore, domains=domains, allow_nonfinite=allow_nonfinite, reference=reference,
-        reference_factor=reference_factor,
+        reference_factor=reference_factor, repeats=repeats, nondeterministic=nondeterministic,
     )
     origin = _Origin("check_vjp", (fn, vjp), ("fn", "vjp"), cotangent)
     return _CheckRun(fn, vjp, inputs, cotangent, options, origin).execute()
@@ -297,6 +307,7 @@ class _CheckRun:
         self.settled = {}  # per input, the elements full mode gave a truth of their own
         self.joint_failures = []  # failures across elements (a tie's gradients), as structural findings
         self.reference_grads = None  # per input, ref_vjp's gradient as float64 on the host (reference=)
+        self.spread = {}  # per input, the gradient's spread over repeated runs (nondeterministic=True)
         self.total = 0  # differentiated elements
 
     def _resolve_wrt(self, wrt, inputs):
@@ -359,7 +370,11 @@ class _CheckRun:
         seen = _structural.inspect(
             self._call, self.fn, self.vjp, self.inputs, wrt=self.wrt, floating=self.floating,
             cotangent=self.cotangent, seed=self.options.seed, xp=self.xp, device=self.device,
+            repeats=self.options.repeats, nondeterministic=self.options.nondeterministic,
         )
+        self.spread = seen.spread if self.options.nondeterministic else {}
+        if self.options.nondeterministic:
+            self.truth_notes.append(f"nondeterministic: {self.options.repeats} runs; fn's output spread {seen.fn_spread or 0.0:.3g}")
         self.inputs = seen.inputs
         self.found.append(f"{len(seen.findings)} structural finding(s)" + (": " + ", ".join(f.kind for f in seen.findings) if seen.findings else ""))
         if seen.numbers_possible and self.options.reference is not None:
@@ -560,23 +575,33 @@ class _CheckRun:
                     evidence = _arbiter.Evidence(evidence.fd, _arbiter._merge_truth(evidence.truth, a.size, wanted, got))
                     report.gate = self._gate_elements(i, a, evidence, dtype, unravel)
                     self.truth_notes.append(f"input {i}: the reference gate asked the truth at {wanted.size} element(s) the finite differences could not resolve")
+        center, bound, kink, lo, hi, _ = _judged(evidence, a.size)
+        center = np.where(kink, np.fmax(np.abs(lo), np.abs(hi)), center)  # at a kink, the bracket's larger end
+        if report.gate is not None:
+            allowance = report.gate.allowance
+        else:
+            a_noise = _tolerances.analytic_noise(_tolerances.eps_for(dtype), rtol, natural * np.ones(a.size))
+            allowance = _power.table_allowance(center, bound, a_noise, rtol)
+        report.detectable, report.blind = _power.measure(center, allowance)
+        spread = self.spread.get(i)
+        if spread is not None:
+            report.spread = float(np.max(spread, initial=0.0))
+            over = np.flatnonzero(spread > allowance) if report.gate is None else np.array([], dtype=int)
+            if over.size:
+                k = int(over[np.argmax(spread[over] - allowance[over])])
+                msg = (
+                    f"the gradient of input {i} varies by {spread[k]:.3g} at index {unravel(k)} over {self.options.repeats} runs, more than"
+                    f" the {allowance[k]:.3g} the dtype table allows there (rtol {rtol:g}); {over.size} of {a.size} elements spread beyond it"
+                )
+                self.joint_failures.append(StructuralFailure("nondeterministic_spread", msg, i, blame="analytic"))
         return report
 
     def _gate_elements(self, i, a, evidence, dtype, unravel):
         """The error-ratio gate over the elements of input ``i`` (see :mod:`gradverify._gate`)."""
-        st, tv = evidence.fd, evidence.truth
-        by_truth = tv.has_truth if tv is not None else np.zeros(a.size, dtype=bool)
-        with np.errstate(invalid="ignore"):
-            fd_bound = 2 * np.where(st.kink, st.rounding, st.error)
-        fd_bound = np.where(st.rough | ~np.isfinite(st.estimate), np.inf, fd_bound)
-        center = np.where(by_truth, tv.center if tv is not None else np.nan, st.estimate)
-        kink = np.where(by_truth, tv.kink if tv is not None else False, st.kink & ~st.rough)
-        lo = np.where(by_truth, tv.lo if tv is not None else np.nan, st.lo)
-        hi = np.where(by_truth, tv.hi if tv is not None else np.nan, st.hi)
-        bound = np.where(by_truth, 0.0, fd_bound)
+        center, bound, kink, lo, hi, by_truth = _judged(evidence, a.size)
         return _gate.judge(
             a, self.reference_grads[i], center, bound, eps=_tolerances.eps_for(dtype), k=self.options.reference_factor,
-            lo=lo, hi=hi, kink=kink, by_truth=by_truth, unravel=unravel,
+            lo=lo, hi=hi, kink=kink, by_truth=by_truth, unravel=unravel, spread=self.spread.get(i),
         )
 
     def _directional(self, evaluator, truth, dirs, analytic, v_max, wrt):
@@ -601,27 +626,31 @@ class _CheckRun:
         report = _verdict.report(name, None, (len(dirs),), dtype, rtol, a, evidence.fd, evidence.truth, verdicts, lambda k: (int(k),))
         if self.reference_grads is not None:
             report.gate = self._gate_directions(a, dirs, evidence, wrt, dtype)
+            allowance = report.gate.allowance
+        else:
+            center, bound, kink, lo, hi, _ = _judged(evidence, len(dirs))
+            center = np.where(kink, np.fmax(np.abs(lo), np.abs(hi)), center)
+            a_noise = _tolerances.analytic_noise(_tolerances.eps_for(dtype), rtol, natural * np.ones(len(dirs)))
+            allowance = _power.table_allowance(center, bound, a_noise, rtol)
+        center, _, kink, lo, hi, _ = _judged(evidence, len(dirs))
+        report.detectable, report.blind = _power.measure(np.where(kink, np.fmax(np.abs(lo), np.abs(hi)), center), allowance)
         return report
 
     def _gate_directions(self, a, dirs, evidence, wrt, dtype):
         """The error-ratio gate along the directions: ``<kernel, d>`` and ``<reference, d>`` against ``phi'``."""
-        st, tv = evidence.fd, evidence.truth
         ref = self.reference_grads
         r = np.array([_along(ref, d, wrt)[0] for d in dirs])
         # The floor per direction: FLOOR_ULPS ulps of each input's gradient scale per element it
         # moves, added in quadrature (the direction's signs are random, independent of the errors).
         sizes = {i: float(np.max(np.abs(ref[i]), initial=0.0)) for i in wrt}
         floor_scale = np.array([np.sqrt(sum(sizes[i] ** 2 * float(np.sum(np.square(d[i]))) for i in wrt)) for d in dirs])
-        by_truth = tv.has_truth if tv is not None else np.zeros(len(dirs), dtype=bool)
-        with np.errstate(invalid="ignore"):
-            fd_bound = np.where(st.rough | ~np.isfinite(st.estimate), np.inf, 2 * np.where(st.kink, st.rounding, st.error))
-        center = np.where(by_truth, tv.center if tv is not None else np.nan, st.estimate)
-        kink = np.where(by_truth, tv.kink if tv is not None else False, st.kink & ~st.rough)
-        lo = np.where(by_truth, tv.lo if tv is not None else np.nan, st.lo)
-        hi = np.where(by_truth, tv.hi if tv is not None else np.nan, st.hi)
+        center, bound, kink, lo, hi, by_truth = _judged(evidence, len(dirs))
         scale = float(np.max(np.abs(center[np.isfinite(center)]), initial=0.0))
+        spread = None
+        if self.spread:
+            spread = np.array([sum(float(self.spread[i] @ np.abs(d[i])) for i in wrt if i in self.spread) for d in dirs])
         return _gate.judge(
-            a, r, center, np.where(by_truth, 0.0, fd_bound), eps=_tolerances.eps_for(dtype), k=self.options.reference_factor,
+            a, r, center, bound, eps=_tolerances.eps_for(dtype), k=self.options.reference_factor, spread=spread,
             scale=scale, floor_scale=floor_scale, lo=lo, hi=hi, kink=kink, by_truth=by_truth, unravel=lambda k: (int(k),),
         )
 
@@ -682,6 +711,8 @@ class _CheckRun:
                 blame = "numerical"
             else:
                 blame = None
+        v_host = _backend.to_numpy(seen.v).astype(np.float64).reshape(-1) if seen.v is not None else None
+        warnings = _power.warnings_for(reports, cotangent_given=self.origin.cotangent is not None, v_host=v_host)
         worst = [p.max_rel_analytic_truth if p.max_rel_analytic_truth is not None else p.max_rel_analytic_numerical for p in reports]
         options = self.options.replace(mode=self.mode)
         origin = self.origin
@@ -703,6 +734,7 @@ class _CheckRun:
             evaluations=dict(self.calls),
             seconds=time.perf_counter() - self.started,
             reproduce=reproduce,
+            warnings=warnings,
         )
 
 
@@ -985,6 +1017,22 @@ def _spot_budget(phi):
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+def _judged(evidence, n):
+    """``(center, bound, kink, lo, hi, by_truth)``: the float64 judge's value per element (the
+    truth where there is one, else the finite difference; NaN where neither is finite), its
+    error bound (0 for the truth, twice the difference's estimate, its rounding at a kink) and
+    the kink brackets."""
+    st, tv = evidence.fd, evidence.truth
+    by_truth = tv.has_truth if tv is not None else np.zeros(n, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        fd_bound = np.where(st.rough | ~np.isfinite(st.estimate), np.inf, 2 * np.where(st.kink, st.rounding, st.error))
+    center = np.where(by_truth, tv.center if tv is not None else np.nan, st.estimate)
+    kink = np.where(by_truth, tv.kink if tv is not None else False, st.kink & ~st.rough)
+    lo = np.where(by_truth, tv.lo if tv is not None else np.nan, st.lo)
+    hi = np.where(by_truth, tv.hi if tv is not None else np.nan, st.hi)
+    return center, np.where(by_truth, 0.0, fd_bound), kink, lo, hi, by_truth
 
 
 def _reproduce(origin, inputs, options):

@@ -187,7 +187,8 @@ def judge(kernel, reference, center, bound, *, eps, k, floor_scale=None, scale=N
         spread=None if spread is None else float(np.max(spread, initial=0.0)),
         worst=worst,
     )
-    report.undecided_mask = undecided  # not a field: for asking the truth where the judge is too coarse
+    report.undecided_mask = undecided  # not fields: for asking the truth where the judge is too coarse,
+    report.allowance = np.where(known, k * r_err + floor + b, np.nan)  # and for the check's power (gradverify._power)
     return report
 
 

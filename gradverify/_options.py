@@ -49,6 +49,8 @@ class CheckOptions:
     allow_nonfinite: bool = False
     reference: object = None  # ref_vjp: the error-ratio gate (gradverify._gate)
     reference_factor: float = 2.0
+    repeats: int = 2
+    nondeterministic: bool = False
 
     def __post_init__(self):
         truth = self.truth
@@ -67,7 +69,9 @@ class CheckOptions:
             from gradverify._explore import normalize_domains  # imports NumPy: only when domains are given
 
             object.__setattr__(self, "domains", normalize_domains(self.domains))
-        for name in ("batched", "richardson", "allow_nonfinite"):
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, numbers.Integral) or self.repeats < 2:
+            raise InvalidArgument(f"repeats={self.repeats!r} must be an integer >= 2: fn and vjp run that many times and must agree (default 2)")
+        for name in ("batched", "richardson", "allow_nonfinite", "nondeterministic"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgument(f"{name}={getattr(self, name)!r} must be True or False")
         if self.reference is not None and not callable(self.reference):

@@ -54,6 +54,11 @@ class InputReport:
     worst: ElementReport | None = None
     examples: list = field(default_factory=list)  # a few more failing elements
     gate: object = None  # gradverify._gate.GateReport with reference=: it decides, the counts above inform
+    # Check power (gradverify._power): the smallest error relative to the gradient's scale that
+    # fails at some element, and the elements where a zero gradient would pass.
+    detectable: float | None = None
+    blind: int | None = None
+    spread: float | None = None  # nondeterministic=True: the gradient's largest spread over the repeated runs
 
     @property
     def passed(self):
@@ -109,6 +114,7 @@ class VerificationResult:
     seconds: float
     reproduce: str = ""
     explore: object = None  # gradverify._explore.ExploreReport when explore=N was asked for
+    warnings: list = field(default_factory=list)  # vacuous-check warnings (gradverify._power), as sentences
 
     def to_dict(self):
         """A JSON-safe dict (NaN and infinities as strings, tuples as lists)."""
@@ -143,6 +149,8 @@ def format_report(r):
         "  relative error = |a - r| / max(|a|, |r|, floor); a = analytic (your gradient),"
         " r = numerical (float64 finite differences) or truth (high precision)",
     ]
+    for w in r.warnings:
+        lines.append(f"  WARNING: {w}")
     for s in r.structural:
         where = f" [input {s.input}]" if s.input is not None else ""
         lines.append(f"  STRUCTURAL {s.kind}{where}: {s.message}")
@@ -193,6 +201,13 @@ def _format_input(p):
         f"  analytic~truth {_fmt(p.max_rel_analytic_truth, 3)}"
         f"  numerical~truth {_fmt(p.max_rel_numerical_truth, 3)}",
     ]
+    if p.detectable is not None:
+        lines.append(
+            f"    power: fails an error of {_fmt(p.detectable, 3)} of the gradient's scale at best;"
+            f" {p.blind} of {p.checked} {unit} blind (a zero gradient would pass there)"
+        )
+    if p.spread is not None:
+        lines.append(f"    nondeterministic: the gradient's spread over the repeated runs is up to {_fmt(p.spread, 3)}, part of the error budget")
     if p.truth_missing:
         lines.append(f"    no truth at {p.truth_missing} {unit} (the finite differences decide there): {p.truth_missing_reason}")
     if p.gate is not None:
