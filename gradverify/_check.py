@@ -55,6 +55,8 @@ SPOT_TRUTH_MIN, SPOT_TRUTH_MAX = 16, 1024
 # the lazy first stencil spends about 2.3 on smooth code (issue 11's workloads), plus
 # refinement where an element needs it.
 EVALUATIONS_PER_ELEMENT = 3
+# mutation_test=True scales the backward's largest element by 1 + this.
+MUTATION_SCALE = 0.25
 
 
 def check_vjp(
@@ -81,6 +83,7 @@ def check_vjp(
     reference_factor=_gate.DEFAULT_FACTOR,
     repeats=2,
     nondeterministic=False,
+    mutation_test=False,
 ):
     """Check a hand-written vector-Jacobian product against finite differences and the truth.
 
@@ -154,6 +157,12 @@ def check_vjp(
         their spread per element is measured, reported and joins the error budget (added
         to the gate's floor with ``reference=``; without it, a spread beyond what the dtype
         table allows at an element fails the check as ``nondeterministic_spread``).
+    mutation_test : bool
+        After the verdict, judge two mutants of the backward's output against the same
+        evidence (full mode): its largest element scaled by ``1 + MUTATION_SCALE``, and the
+        gradient with the term of the output with the largest cotangent dropped (``vjp``
+        once more, with that cotangent entry zeroed). Each must fail; one that would pass
+        is a warning (the check is blind to it). See ``InputReport.mutations``.
 
     Returns
     -------
@@ -172,7 +181,7 @@ def check_vjp(
         wrt=wrt, mode=mode, batched=batched, directions=directions, truth=truth, dps=dps, rtol=rtol,
         richardson=richardson, seed=seed, max_batch_bytes=max_batch_bytes, time_budget=time_budget, name=name,
         explore=explore, domains=domains, allow_nonfinite=allow_nonfinite, reference=reference,
-        reference_factor=reference_factor, repeats=repeats, nondeterministic=nondeterministic,
+        reference_factor=reference_factor, repeats=repeats, nondeterministic=nondeterministic, mutation_test=mutation_test,
     )
     origin = _Origin("check_vjp", (fn, vjp), ("fn", "vjp"), cotangent)
     return _CheckRun(fn, vjp, inputs, cotangent, options, origin).execute()
@@ -373,6 +382,8 @@ class _CheckRun:
             repeats=self.options.repeats, nondeterministic=self.options.nondeterministic,
         )
         self.spread = seen.spread if self.options.nondeterministic else {}
+        self.seen = seen
+        self.dropped = None  # mutation_test: (output index, vjp with that cotangent entry zeroed)
         if self.options.nondeterministic:
             self.truth_notes.append(f"nondeterministic: {self.options.repeats} runs; fn's output spread {seen.fn_spread or 0.0:.3g}")
         self.inputs = seen.inputs
@@ -583,6 +594,8 @@ class _CheckRun:
             a_noise = _tolerances.analytic_noise(_tolerances.eps_for(dtype), rtol, natural * np.ones(a.size))
             allowance = _power.table_allowance(center, bound, a_noise, rtol)
         report.detectable, report.blind = _power.measure(center, allowance)
+        if self.options.mutation_test:
+            report.mutations = self._mutants(i, a, evidence, rtol, dtype, natural, resolution, unravel, report.gate is not None)
         spread = self.spread.get(i)
         if spread is not None:
             report.spread = float(np.max(spread, initial=0.0))
@@ -595,6 +608,55 @@ class _CheckRun:
                 )
                 self.joint_failures.append(StructuralFailure("nondeterministic_spread", msg, i, blame="analytic"))
         return report
+
+    def _mutants(self, i, a, evidence, rtol, dtype, natural, resolution, unravel, gated):
+        """mutation_test=True: would the check fail two mutants of input ``i``'s gradient?"""
+        out = []
+
+        def detected(mutant):
+            if gated:
+                center, bound, kink, lo, hi, by_truth = _judged(evidence, a.size)
+                g = _gate.judge(mutant, self.reference_grads[i], center, bound, eps=_tolerances.eps_for(dtype), k=self.options.reference_factor,
+                                lo=lo, hi=hi, kink=kink, by_truth=by_truth, spread=self.spread.get(i))
+                return g.verdict == "failed"
+            v = _verdict.judge(mutant, evidence.fd, evidence.truth, rtol=rtol, eps=_tolerances.eps_for(dtype), natural=natural, resolution=resolution)
+            return bool(v.wrong.any())
+
+        if a.size:
+            k = int(np.argmax(np.abs(a)))
+            mutant = a.copy()
+            mutant[k] = a[k] * (1 + MUTATION_SCALE) if a[k] != 0 else MUTATION_SCALE * float(np.max(np.abs(a), initial=1.0) or 1.0)
+            out.append({"kind": "scale_one_element", "detail": f"element {unravel(k)} scaled by {1 + MUTATION_SCALE:g}", "detected": detected(mutant)})
+        dropped = self._dropped_term()
+        if dropped is not None:
+            j, grads = dropped
+            g = grads[i] if isinstance(grads, (tuple, list)) and len(grads) > i else None
+            if _structural.is_array_of(self.xp, g) and tuple(g.shape) == tuple(self.inputs[i].shape):
+                mutant = _host64(g)
+                if np.array_equal(mutant, a):
+                    note = f"the term of output {j} (zeroed in the cotangent) does not reach input {i}"
+                    out.append({"kind": "drop_a_term", "detail": note, "detected": None})
+                else:
+                    out.append({"kind": "drop_a_term", "detail": f"the term of output {j} dropped (its cotangent entry zeroed)", "detected": detected(mutant)})
+        return out
+
+    def _dropped_term(self):
+        """``(output index, vjp's gradients)`` with the largest cotangent entry zeroed; computed once."""
+        if self.dropped is None:
+            xp, v = self.xp, self.seen.v
+            host = _backend.to_numpy(v).astype(np.float64).reshape(-1)
+            if host.size < 2:
+                self.dropped = False
+                return None
+            j = int(np.argmax(np.abs(host)))
+            mask = np.ones(host.size)
+            mask[j] = 0.0
+            mask = xp.asarray(mask.reshape(tuple(v.shape)), device=self.device)
+            v_drop = v * xp.astype(mask, v.dtype)
+            grads = self._call("vjp", self.vjp, v_drop, *[xp.asarray(x, copy=True) for x in self.inputs])
+            shape = tuple(v.shape)
+            self.dropped = (tuple(int(q) for q in np.unravel_index(j, shape)), grads)
+        return self.dropped or None
 
     def _gate_elements(self, i, a, evidence, dtype, unravel):
         """The error-ratio gate over the elements of input ``i`` (see :mod:`gradverify._gate`)."""

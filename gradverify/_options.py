@@ -51,6 +51,7 @@ class CheckOptions:
     reference_factor: float = 2.0
     repeats: int = 2
     nondeterministic: bool = False
+    mutation_test: bool = False
 
     def __post_init__(self):
         truth = self.truth
@@ -71,7 +72,7 @@ class CheckOptions:
             object.__setattr__(self, "domains", normalize_domains(self.domains))
         if isinstance(self.repeats, bool) or not isinstance(self.repeats, numbers.Integral) or self.repeats < 2:
             raise InvalidArgument(f"repeats={self.repeats!r} must be an integer >= 2: fn and vjp run that many times and must agree (default 2)")
-        for name in ("batched", "richardson", "allow_nonfinite", "nondeterministic"):
+        for name in ("batched", "richardson", "allow_nonfinite", "nondeterministic", "mutation_test"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgument(f"{name}={getattr(self, name)!r} must be True or False")
         if self.reference is not None and not callable(self.reference):

@@ -54,6 +54,9 @@ def warnings_for(reports, *, cotangent_given, v_host):
                 " use the default random cotangent (leave cotangent= out) or one without zeros"
             )
     for p in reports:
+        for m in p.mutations or []:
+            if m["detected"] is False:
+                out.append(f"mutation test of {p.name}: the check would pass the mutant {m['kind']} ({m['detail']}); it cannot see such a bug")
         if p.blind is None or p.checked == 0 or p.blind < p.checked:
             continue
         unit = "directions" if p.index is None else "elements"

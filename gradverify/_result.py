@@ -58,6 +58,8 @@ class InputReport:
     # fails at some element, and the elements where a zero gradient would pass.
     detectable: float | None = None
     blind: int | None = None
+    # mutation_test=True: [{"kind", "detail", "detected"}] per mutant of the backward's output
+    mutations: list | None = None
     spread: float | None = None  # nondeterministic=True: the gradient's largest spread over the repeated runs
 
     @property
@@ -206,6 +208,9 @@ def _format_input(p):
             f"    power: fails an error of {_fmt(p.detectable, 3)} of the gradient's scale at best;"
             f" {p.blind} of {p.checked} {unit} blind (a zero gradient would pass there)"
         )
+    for m in p.mutations or []:
+        seen = {True: "detected", False: "NOT detected: the check is blind to it", None: "not applicable"}[m["detected"]]
+        lines.append(f"    mutation test: {m['kind']} ({m['detail']}): {seen}")
     if p.spread is not None:
         lines.append(f"    nondeterministic: the gradient's spread over the repeated runs is up to {_fmt(p.spread, 3)}, part of the error budget")
     if p.truth_missing:
