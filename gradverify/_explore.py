@@ -345,8 +345,8 @@ def strategy(sig):
 def canonical(sig):
     """Single-edit variants, taken in turn from each size and each input, most telling first.
 
-    A search of N variants starts with these (Hypothesis' explicit examples): the edits that
-    show the bugs explore= exists for must not depend on the luck of a draw.
+    A search of N variants starts with these, run as they are (one edit is already minimal):
+    the edits that show the bugs explore= exists for must not depend on the luck of a draw.
     """
     streams = []
     n = len(sig.symbols)
@@ -378,7 +378,7 @@ def apply(sig, edits):
             said = _apply_value(hosts, e, sig, sizes)
             if said:
                 words.append(said)
-    return hosts, "; ".join(dict.fromkeys(words)) or "the example itself"
+    return hosts, "; ".join(dict.fromkeys(words))  # empty: no edit applied (the example itself)
 
 
 def _resize(h, shape, domain, bound=None):
@@ -399,7 +399,7 @@ def _resize(h, shape, domain, bound=None):
         out = out / out.sum(axis=-1, keepdims=True)
     if domain.kind == "index" and bound is not None:
         out = out % bound  # the bounding size may have shrunk
-    return out.copy() if out is h else out
+    return out.copy() if out is h else out.astype(h.dtype, copy=False)  # a float32 input stays float32
 
 
 def _shift(x, rep, kind):
@@ -472,7 +472,11 @@ def _apply_value(hosts, e, sig, sizes):
         value = 0 if kind == "zero" else _bound(sig.domains[e.input], sig, sizes) - 1
         flat[p] = value
         return f"{at(p)} = {value} (the {'smallest' if kind == 'zero' else 'largest'} index)"
-    flat[p] = e.value
+    with np.errstate(over="ignore"):
+        value = flat.dtype.type(e.value)
+    if not np.isfinite(value) or (value == 0) != (e.value == 0):
+        return ""  # not a value of this dtype (1e6 in float16): no such variant
+    flat[p] = value
     return f"{at(p)} = {e.value:g}"
 
 
@@ -537,15 +541,17 @@ class Explorer:
         raise _Found(finding)
 
     def variant(self, sig, edits):
+        hosts, words = apply(sig, edits)
+        if not words:
+            return None  # every edit fell away (a value the dtype cannot hold): the example itself
         if self.best is None:
             self.report.tried += 1
         else:
             self.report.shrink_checks += 1
         with _quiet():
-            return self._variant(sig, edits)
+            return self._variant(hosts, words, sig, edits)
 
-    def _variant(self, sig, edits):
-        hosts, words = apply(sig, edits)
+    def _variant(self, hosts, words, sig, edits):
         inputs = [_backend.from_numpy(h, self.xp, self.device) for h in hosts]
         shapes = [tuple(h.shape) for h in hosts]
 

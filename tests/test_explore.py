@@ -201,3 +201,27 @@ def test_explore_runs_on_every_backend(xp):
     result = gradverify.check_vjp(pool, pool_vjp_squeezed, x, explore=EXPLORE)
     assert result.explore.finding.variant == "n1 = 1 (was 4)"
     assert type(result.explore.finding.result.per_input) is list
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_variants_keep_the_example_dtype_and_its_range(dtype):
+    """A grown axis stays in the input's dtype, and a value the dtype cannot hold (1e6 in
+    float16) is no variant at all, never a spurious non-finite forward."""
+    seen = []
+
+    def tanh(x):
+        seen.append(x.dtype)
+        return np.tanh(x)
+
+    x = np.abs(RNG.normal(size=(4, 3))).astype(dtype) + dtype(0.5)  # positive: 1e3 and 1e6 are edits
+    result = gradverify.check_vjp(tanh, lambda v, x: (v * (1 - np.tanh(x) ** 2),), x, explore=EXPLORE, rtol=1e-2)
+    assert result.passed, str(result)
+    assert result.explore.tried >= EXPLORE // 2 and set(seen) >= {np.dtype(dtype)}
+    assert all(d == np.dtype(dtype) or d == np.dtype(np.float64) or d == np.dtype(object) for d in seen)
+
+
+def test_a_grown_axis_keeps_the_dtype():
+    x = RNG.normal(size=(4, 3)).astype(np.float32)
+    sig = _explore.Signature([x], [True], ["input 0"], {}, lambda changes: None)
+    hosts, words = _explore.apply(sig, [_explore.ShapeEdit("odd", 0, k=2)])
+    assert hosts[0].dtype == np.float32 and hosts[0].shape == (9, 3) and words == "n0 = 9 (was 3)"
