@@ -224,4 +224,4 @@ def test_a_grown_axis_keeps_the_dtype():
     x = RNG.normal(size=(4, 3)).astype(np.float32)
     sig = _explore.Signature([x], [True], ["input 0"], {}, lambda changes: None)
     hosts, words = _explore.apply(sig, [_explore.ShapeEdit("odd", 0, k=2)])
-    assert hosts[0].dtype == np.float32 and hosts[0].shape == (9, 3) and words == "n0 = 9 (was 3)"
+    assert hosts[0].dtype == np.float32 and hosts[0].shape == (4, 9) and words == "n0 = 9 (was 3)"
