@@ -374,8 +374,21 @@ def _finite_float(value, name):
     return value
 
 
+class _Continuous:
+    """Sampling and grids of a real range, through its map ``_to_unit`` of ``[0, 1]`` onto it."""
+
+    def sample(self, rng, size=None):
+        """Draws from ``rng`` (a ``numpy.random.Generator``)."""
+        out = self._to_unit(rng.random(size))
+        return float(out) if size is None else out
+
+    def grid(self, k):
+        k = _as_int(k, "k", minimum=1)
+        return [float(self._to_unit((i + 0.5) / k)) for i in range(k)]
+
+
 @dataclass(frozen=True)
-class Uniform:
+class Uniform(_Continuous):
     """A real hyperparameter drawn uniformly from ``[low, high]``.
 
     :meth:`grid` gives the centers of ``k`` equal cells (no evaluation spent on an end).
@@ -398,18 +411,10 @@ class Uniform:
     def _to_unit(self, u):
         return self.low + (self.high - self.low) * u
 
-    def sample(self, rng, size=None):
-        """Draws from ``rng`` (a ``numpy.random.Generator``)."""
-        out = self._to_unit(rng.random(size))
-        return float(out) if size is None else out
-
-    def grid(self, k):
-        k = _as_int(k, "k", minimum=1)
-        return [float(self._to_unit((i + 0.5) / k)) for i in range(k)]
 
 
 @dataclass(frozen=True)
-class LogUniform:
+class LogUniform(_Continuous):
     """A positive hyperparameter (a learning rate) whose logarithm is uniform on ``[log low, log high]``.
 
     Each decade of the range gets the same share of the draws, and :meth:`grid` is
@@ -438,14 +443,6 @@ class LogUniform:
         lo, hi = math.log(self.low), math.log(self.high)
         return np.clip(np.exp(lo + (hi - lo) * np.asarray(u)), self.low, self.high)
 
-    def sample(self, rng, size=None):
-        """Draws from ``rng`` (a ``numpy.random.Generator``)."""
-        out = self._to_unit(rng.random(size))
-        return float(out) if size is None else out
-
-    def grid(self, k):
-        k = _as_int(k, "k", minimum=1)
-        return [float(self._to_unit((i + 0.5) / k)) for i in range(k)]
 
 
 @dataclass(frozen=True)
