@@ -412,7 +412,6 @@ class Uniform(_Continuous):
         return self.low + (self.high - self.low) * u
 
 
-
 @dataclass(frozen=True)
 class LogUniform(_Continuous):
     """A positive hyperparameter (a learning rate) whose logarithm is uniform on ``[log low, log high]``.
