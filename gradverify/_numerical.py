@@ -122,10 +122,11 @@ MAX_STEP_CHANGE = 1e3
 MAX_STEP_GROWTH = 32.0
 # The first stencil of a whole input is one centered difference per element (two
 # evaluations); its truncation error is bounded from probes that move GROUP_SIZE elements
-# at once at two steps, along GROUP_PROBES sign patterns (see settle_pending). A group's truncation, attributed to each of
-# its elements, must be below GROUP_FRACTION of what the element is allowed; else, and at
-# kink candidates, the elements get the second step of their own.
-GROUP_SIZE = 32
+# at once at two steps, along GROUP_PROBES sign patterns (see settle_pending): 8 / GROUP_SIZE
+# evaluations per element. A group's truncation, attributed to each of its elements, must be
+# below GROUP_FRACTION of what the element is allowed; else, and at kink candidates, the
+# elements get the second step of their own.
+GROUP_SIZE = 64
 GROUP_FRACTION = 0.5
 # Each group is probed along this many directions with independent random signs: a large
 # term hidden by the others' cancellation along one is not hidden along both.
@@ -383,9 +384,12 @@ class PhiEvaluator:
         return y
 
     def _contract(self, y, rows):
-        """Row sums of ``v * (y - out)`` and of ``|v| * max(|y|, 1)`` where ``y`` differs from ``out``.
+        """Row sums of ``v * (y - out)`` and of ``|v| * max(|out|, 1)`` where ``y`` differs from ``out``.
 
-        Written so that at most about three output-sized temporaries live at once.
+        The second is the size the noise model weighs (:meth:`noise`); a perturbed output is
+        ``out`` to within the step's effect, so ``out`` stands for it (NaN where the first is
+        not finite). Written so that at most
+        about three output-sized temporaries live at once.
         """
         xp = self.xp
         if self.flat_v is None:
@@ -396,11 +400,11 @@ class PhiEvaluator:
             return self._contract_numpy(y, rows)
         d = y - self.flat_out
         diff = xp.sum(d * self.flat_v, axis=1)
-        changed = d != 0
-        del d
-        touched = xp.where(changed, xp.maximum(xp.abs(y), 1.0), 0.0)
-        moved = xp.sum(touched * xp.abs(self.flat_v), axis=1)
-        return to_numpy(diff), to_numpy(moved)
+        weight = xp.maximum(xp.abs(self.flat_out), 1.0) * xp.abs(self.flat_v)
+        moved = np.array(to_numpy(xp.sum(xp.where(d != 0, weight, 0.0), axis=1)), dtype=np.float64)
+        diff = np.array(to_numpy(diff), dtype=np.float64)
+        moved[~np.isfinite(diff)] = np.nan  # a non-finite output has no size to model
+        return diff, moved
 
     def _contract_numpy(self, y, rows):
         """:meth:`_contract` over column blocks of about ``BLOCK_BYTES``, in scratch arrays the
@@ -408,25 +412,23 @@ class PhiEvaluator:
         output each one is another copy of it). An output of one block sums as before."""
         width = y.shape[1]
         cols = max(1, min(width, BLOCK_BYTES // (8 * rows)))
-        if self.scratch is None or self.scratch[0].size < rows * cols or self.scratch[2].size < cols:
-            self.scratch = (np.empty(rows * cols), np.empty(rows * cols, dtype=bool), np.empty(cols))
+        if self.scratch is None or self.scratch[0].size < rows * cols or self.scratch[1].size < cols:
+            self.scratch = (np.empty(rows * cols), np.empty(cols), np.empty(cols))
         v = np.asarray(self.flat_v, dtype=np.float64)
         diff = np.zeros(rows)
         moved = np.zeros(rows)
         for start in range(0, width, cols):
             stop = min(width, start + cols)
-            size = rows * (stop - start)
-            work = self.scratch[0][:size].reshape(rows, -1)
-            changed = self.scratch[1][:size].reshape(rows, -1)
-            part = y[:, start:stop]
-            d = np.subtract(part, self.flat_out[start:stop], out=work)
+            work = self.scratch[0][: rows * (stop - start)].reshape(rows, -1)
+            weight, absv = self.scratch[1][: stop - start], self.scratch[2][: stop - start]
+            d = np.subtract(y[:, start:stop], self.flat_out[start:stop], out=work)
             diff += d @ v[start:stop]  # a BLAS matrix-vector product: a third of einsum's time
-            np.not_equal(d, 0.0, out=changed)
-            # Where no output changed, d's zeros stay: only the changed ones are written (on
-            # sparse changes a third of the time of a mask multiplied in).
-            touched = np.abs(part, out=work, where=changed)
-            np.maximum(touched, 1.0, out=touched, where=changed)
-            moved += touched @ np.abs(v[start:stop], out=self.scratch[2][: stop - start])
+            np.not_equal(d, 0.0, out=work)  # 1.0 where the output changed
+            np.abs(self.flat_out[start:stop], out=weight)
+            np.maximum(weight, 1.0, out=weight)
+            weight *= np.abs(v[start:stop], out=absv)
+            moved += work @ weight
+        moved[~np.isfinite(diff)] = np.nan  # a non-finite output has no size to model
         return diff, moved
 
     def _phi_chunk_unguarded(self, chunk):

@@ -71,6 +71,12 @@ MAX_EXTRA_DIGITS = 400
 PROBE_EXPONENT = 5 / 8
 # How closely the probe's slope must match the derivative (beyond the rounding noise).
 PROBE_RTOL = 1e-8
+# Every derivative is taken with at least this many digits beyond ``dps``, and the value at
+# ``x`` is first evaluated with them, so that one evaluation at ``x`` serves the constructor
+# and every stencil asking for no more. (A stencil's points must share their precision: a
+# value at ``x`` from more digits than its neighbours turns a cancellation inside ``fn``
+# into a fake kink.)
+SPARE_DIGITS = 4
 
 _FIELDS = ("center", "lo", "hi", "kink", "note", "near_kink", "coarse_lo", "coarse_hi")
 
@@ -177,9 +183,9 @@ class HighPrecisionPhi:
         self.v = np.asarray(cotangent, dtype=np.float64).reshape(-1)
         self.calls = 0
         started = time.perf_counter()
-        phi0, traced = self._evaluate(self.base, dps)
+        phi0, traced = self._evaluate(self.base, dps + SPARE_DIGITS)
         self.seconds_per_call = time.perf_counter() - started
-        self._centers = {dps: (phi0, traced)}
+        self._centers = {dps + SPARE_DIGITS: (phi0, traced)}
         self.phi0 = phi0
         with ctx.workdps(dps):
             flat = traced.out.reshape(-1)
@@ -237,7 +243,7 @@ class HighPrecisionPhi:
           side's formula sees only its smooth half.
         """
         ctx = self.ctx
-        dps = self.dps + extra_digits
+        dps = self.dps + max(extra_digits, SPARE_DIGITS)
         with ctx.workdps(dps):
             h = ctx.mpf(10) ** (-ctx.mpf(self.dps) / 3) * ctx.mpf(float(scale))
             natural = self.magnitude / abs(ctx.mpf(float(scale)))
@@ -389,14 +395,17 @@ class HighPrecisionPhi:
 
     def _along_direction(self, d):
         """``shifted(t, dps)``: phi at ``x + t d`` for ``d = {i: flat float64 array}``."""
+        hp_d = {}  # converted once: a stencil shifts along d five times or more
 
         def shifted(t, dps):
             args = list(self.base)
             with self.ctx.workdps(dps):
                 for i, di in d.items():
                     flat = self.base[i].reshape(-1)
+                    if i not in hp_d:
+                        hp_d[i] = _highprec.to_hp(di)
                     # The array first: mpmath's own conversion of an array (t * array) goes through its repr.
-                    args[i] = (flat + _highprec.to_hp(di) * t).reshape(self.base[i].shape)
+                    args[i] = (flat + hp_d[i] * t).reshape(self.base[i].shape)
             return self._evaluate(args, dps)
 
         return shifted

@@ -353,7 +353,7 @@ def test_a_whole_directional_check_of_a_reduction_peaks_at_four_times_its_input(
 @pytest.mark.parametrize("width", [7, 3 * _numerical.BLOCK_BYTES // 8 + 5])  # one column block, several
 def test_contraction_matches_its_definition(width):
     """``phi`` differences and the noise model's ``moved`` from the in-place, column-blocked
-    contraction equal ``sum(v * (y - out))`` and ``sum(|v| max(|y|, 1))`` over changed outputs."""
+    contraction equal ``sum(v * (y - out))`` and ``sum(|v| max(|out|, 1))`` over changed outputs."""
     rng = np.random.default_rng(5)
     out, v = rng.normal(size=width), rng.normal(size=width)
     ev = _numerical.PhiEvaluator(lambda x: out, [np.zeros(2)], v, xp=np, batched=False, max_batch_bytes=2**24)
@@ -365,5 +365,5 @@ def test_contraction_matches_its_definition(width):
     diff, moved = ev._contract(y, 3)
     changed = y != out
     np.testing.assert_allclose(diff[:2], ((y - out) * v).sum(axis=1)[:2], rtol=1e-12)
-    np.testing.assert_allclose(moved[:2], (np.abs(v) * np.maximum(np.abs(y), 1.0) * changed).sum(axis=1)[:2], rtol=1e-12)
+    np.testing.assert_allclose(moved[:2], (np.abs(v) * np.maximum(np.abs(out), 1.0) * changed).sum(axis=1)[:2], rtol=1e-12)
     assert np.isnan(diff[2]) and np.isnan(moved[2])
