@@ -45,7 +45,7 @@ it, and the truncation of the others is bounded by probes that move ``GROUP_SIZE
 at once, each by its own step, along ``GROUP_PROBES`` random sign patterns (four
 evaluations per probe). A group whose truncation would exceed a fraction of what its
 elements are allowed, or that shows a kink, gets the second step element by element. On
-smooth, well-scaled functions this is about 2.3 evaluations per element.
+smooth, well-scaled functions this is about 2.1-2.2 evaluations per element.
 
 Evaluations
 -----------
