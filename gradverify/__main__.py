@@ -491,6 +491,23 @@ def print_summary(run, console):
     console.print(summary_table(run["ops"]))
     for line in legend(run["ops"]):
         console.print(visible(line), markup=False, highlight=False, style="dim")
+    for line in warning_lines(run["ops"]):
+        console.print(visible(line), markup=False, highlight=False, style="yellow")
+
+
+def warning_lines(ops):
+    """What the checks' warnings say of a run: the ops whose checks warned at some examples,
+    in one line with their counts, and the first warning in full of each op that warned at
+    every example (no example of it could have shown every kind of bug)."""
+    warned = [op for op in ops if isinstance(op.get("warned"), int) and op["warned"] > 0]
+    if not warned:
+        return []
+    counts = ", ".join(f"{op['name']} {op['warned']}/{op['examples']}" for op in warned)
+    lines = [f"checks that warned at some examples (an input the check could not have failed on there, or a mutant it would pass; the report lists them): {counts}"]
+    for op in warned:
+        if op["warned"] >= op["examples"] and op.get("warnings"):
+            lines.append(f"warning: {op['name']}: every example's check warned, e.g. {op['warnings'][0]}")
+    return lines
 
 
 def _print_failures(run, console):

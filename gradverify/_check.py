@@ -159,7 +159,8 @@ def check_vjp(
         table allows at an element fails the check as ``nondeterministic_spread``).
     mutation_test : bool
         After the verdict, judge two mutants of the backward's output against the same
-        evidence (full mode): its largest element scaled by ``1 + MUTATION_SCALE``, and the
+        evidence (per element in full mode, along the directions in directional mode): its
+        largest element scaled by ``1 + MUTATION_SCALE``, and the
         gradient with the term of the output with the largest cotangent dropped (``vjp``
         once more, with that cotangent entry zeroed). Each must fail; one that would pass
         is a warning (the check is blind to it). See ``InputReport.mutations``.
@@ -696,7 +697,48 @@ class _CheckRun:
             allowance = _power.table_allowance(center, bound, a_noise, rtol)
         center, _, kink, lo, hi, _ = _judged(evidence, len(dirs))
         report.detectable, report.blind = _power.measure(np.where(kink, np.fmax(np.abs(lo), np.abs(hi)), center), allowance)
+        if self.options.mutation_test and self.mode == "directional":  # in full mode the elements' mutants stand
+            report.mutations = self._directional_mutants(analytic, dirs, evidence, wrt, rtol, dtype, natural, resolution, report.gate is not None)
         return report
+
+    def _directional_mutants(self, analytic, dirs, evidence, wrt, rtol, dtype, natural, resolution, gated):
+        """mutation_test=True along the directions: would ``<mutant, d>`` fail where ``<grad, d>`` was judged?
+
+        The mutants of :meth:`_mutants`, over all inputs at once: the largest element of any
+        input's gradient scaled, and every gradient with the term of one output dropped.
+        """
+
+        def detected(grads):
+            m = np.array([_along(grads, d, wrt)[0] for d in dirs])
+            if gated:
+                return self._gate_directions(m, dirs, evidence, wrt, dtype).verdict == "failed"
+            v = _verdict.judge(m, evidence.fd, evidence.truth, rtol=rtol, eps=_tolerances.eps_for(dtype), natural=natural, resolution=resolution)
+            return bool(v.wrong.any())
+
+        out = []
+        i = max(wrt, key=lambda i: float(np.max(np.abs(analytic[i]), initial=0.0)))
+        a = analytic[i]
+        if a.size:
+            k = int(np.argmax(np.abs(a)))
+            scaled = a.copy()
+            scaled[k] = a[k] * (1 + MUTATION_SCALE) if a[k] != 0 else MUTATION_SCALE
+            where = tuple(int(q) for q in np.unravel_index(k, tuple(self.inputs[i].shape)))
+            detail = f"element {where} of input {i} scaled by {1 + MUTATION_SCALE:g}"
+            out.append({"kind": "scale_one_element", "detail": detail, "detected": detected({**analytic, i: scaled})})
+        dropped = self._dropped_term()
+        if dropped is not None:
+            j, grads = dropped
+            mutant = {}
+            for i in wrt:
+                g = grads[i] if isinstance(grads, (tuple, list)) and len(grads) > i else None
+                if not (_structural.is_array_of(self.xp, g) and tuple(g.shape) == tuple(self.inputs[i].shape)):
+                    return out  # vjp's contract is judged by the structural checks
+                mutant[i] = _host64(g)
+            if all(np.array_equal(mutant[i], analytic[i]) for i in wrt):
+                out.append({"kind": "drop_a_term", "detail": f"the term of output {j} (zeroed in the cotangent) reaches no input", "detected": None})
+            else:
+                out.append({"kind": "drop_a_term", "detail": f"the term of output {j} dropped (its cotangent entry zeroed)", "detected": detected(mutant)})
+        return out
 
     def _gate_directions(self, a, dirs, evidence, wrt, dtype):
         """The error-ratio gate along the directions: ``<kernel, d>`` and ``<reference, d>`` against ``phi'``."""

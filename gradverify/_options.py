@@ -179,6 +179,23 @@ def _parse_explore(text):
     return value
 
 
+def _parse_repeats(text):
+    value = int(text)
+    if value < 2:
+        raise ValueError("repeats must be an integer >= 2: fn and vjp run that many times and must agree")
+    return value
+
+
+_FLAGS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
+
+
+def _parse_flag(text):
+    value = _FLAGS.get(text.lower())
+    if value is None:
+        raise ValueError("write on or off (true/false, yes/no and 1/0 are read too)")
+    return value
+
+
 def _parse_time_budget(text):
     if text.strip().lower() == "none":
         return None
@@ -196,6 +213,13 @@ TEXT_SETTINGS = {
         TextSetting("rtol", "R", "relative tolerance of every gradient check, a number in (0, 1) (default: by dtype)", _parse_rtol),
         TextSetting("truth", "|".join(TRUTHS), "the high-precision truth: auto (default), elementwise, directional or off", _parse_choice(TRUTHS)),
         TextSetting("explore", "N", "after each check's example, search up to N variants of it for inputs that show a bug (default 0: the example only)", _parse_explore),
+        TextSetting("repeats", "N", "how many times fn and vjp run on the example; their results must agree bitwise (an integer >= 2; default 2)", _parse_repeats),
+        TextSetting(
+            "mutation_test",
+            "on|off",
+            "judge two mutants of each backward's output (its largest element scaled, one output's term dropped) and warn where the check would pass one (default off)",
+            _parse_flag,
+        ),
         TextSetting(
             "time_budget",
             "SECONDS",

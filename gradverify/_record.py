@@ -17,7 +17,8 @@ HTML report renders one, now or later, from the document alone. Schema
 
     OP    = {"name", "family", "summary", "examples", "passed", "blame", "kinks", "truth",
              "rel_analytic_numerical", "rel_analytic_truth", "rel_numerical_truth",
-             "failure", "seconds", ...}     # gradverify._runner.OpOutcome.to_dict()
+             "failure", "seconds", "warned"?: int, "warnings"?: [str],
+             ...}                           # gradverify._runner.OpOutcome.to_dict()
     TEST  = {"nodeid": str, "outcome": one of OUTCOMES, "duration": float,
              "message": str | None,         # pytest's one-line reason (failures, skips)
              "checks": [CHECK], ...}
@@ -342,6 +343,8 @@ _OP = {
     **dict.fromkeys(COMPARISONS, [_NUMBER]),
     "failure": (dict, None),
     "seconds": _NUMBER,
+    "warned?": int,  # examples whose check warned (a vacuous check, a mutant it would pass)
+    "warnings?": [str],  # the first few of those warnings
 }
 _STUDY = {"passed": bool, "problems": [str]}
 _RUN = {"kind": KINDS, "status": STATUSES, "passed": bool, "provenance": dict, "ops": [_OP], "tests": [_TEST], "figures": dict, "study?": _STUDY}

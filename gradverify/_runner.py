@@ -53,6 +53,8 @@ PROFILES = {
 # What a failure was: a gradient check that failed, a property (AssertionError) of the op,
 # or an error (the op raised, a check ran out of time, the example strategy broke).
 FAILURE_KINDS = ("gradient", "property", "error")
+# Distinct warnings an op's outcome keeps (the count of examples that warned is kept whole).
+MAX_WARNINGS = 3
 
 
 @dataclass
@@ -78,6 +80,8 @@ class OpOutcome:
     truth_decided: int = 0  # examples where the finite differences were off and the truth decided
     shrink_steps: int = 0
     origin: dict = field(default_factory=dict)  # catalog.origin(name) as a dict
+    warned: int = 0  # examples whose check warned (result.warnings: a vacuous check, a mutant it would pass)
+    warnings: list = field(default_factory=list)  # the first MAX_WARNINGS distinct warnings
 
     def worst(self, which):
         values = getattr(self, which)
@@ -203,7 +207,8 @@ def setting_args(options):
     for name in TEXT_SETTINGS:
         value = getattr(options, name)
         if value != getattr(defaults, name):
-            words += [f"--{name.replace('_', '-')}", "none" if value is None else str(value)]
+            text = "none" if value is None else ("on" if value else "off") if isinstance(value, bool) else str(value)
+            words += [f"--{name.replace('_', '-')}", text]
     return words
 
 
@@ -297,6 +302,11 @@ def verify_op(op, xp, *, examples, seed, options=None, progress=None):
 
 def _tally(outcome, result):
     outcome.truth[result.truth] = outcome.truth.get(result.truth, 0) + 1
+    if result.warnings:
+        outcome.warned += 1
+        for w in result.warnings:
+            if w not in outcome.warnings and len(outcome.warnings) < MAX_WARNINGS:
+                outcome.warnings.append(w)
     if result.passed and result.blame == "numerical":
         outcome.truth_decided += 1
     outcome.kinks += sum(p.kinks for p in result.per_input)

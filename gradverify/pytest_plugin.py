@@ -738,6 +738,13 @@ def summary_lines(tests, *, interrupted=False, deadline_off=0, deadline_ms=200.0
             lines.append(f"  reproduce: {_record.visible(c['reproduce'])}")
         if len(failed) > SHOWN_FAILURES:
             say(f"... and {len(failed) - SHOWN_FAILURES} more failed checks (all of them are in the JSON record).")
+        warned = [(nodeid, c) for nodeid, c in checks if c["result"].get("warnings")]
+        if warned:
+            nodeid, c = warned[0]
+            say(
+                f"{_count(len(warned), 'check')} warned (an input it could not have failed on, or a mutant it would pass); "
+                f"the first, in {_record.visible(nodeid)}: {_record.visible(c['result']['warnings'][0])}"
+            )
     if deadline_off:
         say(
             f"Hypothesis deadline off for {_count(deadline_off, '@given test')} that "

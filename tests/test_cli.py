@@ -63,7 +63,9 @@ def test_run_record(tmp_path):
         assert isinstance(prov[key], kind), key
     assert prov["git_commit"] is None or (isinstance(prov["git_commit"], str) and len(prov["git_commit"]) == 40)
     assert (prov["backend"], prov["device"], prov["seed"], prov["interrupted_in"]) == ("numpy", "cpu", 7, None)
-    assert prov["check_options"] == {"dps": 40, "mode": "auto", "rtol": None, "truth": "auto", "time_budget": 600.0, "explore": 0}
+    assert prov["check_options"] == {
+        "dps": 40, "mode": "auto", "rtol": None, "truth": "auto", "time_budget": 600.0, "explore": 0, "repeats": 2, "mutation_test": False,
+    }
     assert {"gradverify", "numpy", "mpmath", "hypothesis"} <= set(prov["versions"])
     assert ("cupy" in prov["versions"]) == ("cupy" in sys.modules)  # listed only once imported
     (op,) = run["ops"]
@@ -149,6 +151,8 @@ def test_bad_arguments_exit_two(argv):
         (["--truth", "maybe"], "--truth: 'maybe' is not valid: choose one of auto, elementwise, directional, off"),
         (["--rtol", "2"], "--rtol: '2' is not valid: rtol must be a number in (0, 1)"),
         (["--time-budget", "-1"], "--time-budget: '-1' is not valid: the time budget must be a positive number"),
+        (["--repeats", "1"], "--repeats: '1' is not valid: repeats must be an integer >= 2"),
+        (["--mutation-test", "maybe"], "--mutation-test: 'maybe' is not valid: write on or off"),
     ],
 )
 def test_bad_check_options_are_usage_errors_before_any_op_runs(tmp_path, capsys, args, message):
@@ -172,14 +176,40 @@ def test_check_options_reach_every_check(tmp_path, monkeypatch):
     check_layer = _runner.check_layer
 
     def spy(*args, **kwargs):
-        seen.append({k: kwargs[k] for k in ("dps", "mode", "truth", "rtol", "time_budget")})
+        seen.append({k: kwargs[k] for k in ("dps", "mode", "truth", "rtol", "time_budget", "repeats", "mutation_test")})
         return check_layer(*args, **kwargs)
 
     monkeypatch.setattr(_runner, "check_layer", spy)
-    status, run = _verify(tmp_path, "--ops", "relu,tanh", "--examples", "2", "--dps", "45", "--mode", "full", "--truth", "elementwise", "--rtol", "1e-6", "--time-budget", "none")
+    status, run = _verify(
+        tmp_path, "--ops", "relu,tanh", "--examples", "2", "--dps", "45", "--mode", "full", "--truth", "elementwise", "--rtol", "1e-6",
+        "--time-budget", "none", "--repeats", "3", "--mutation-test", "on",
+    )
     assert status == 0 and len(seen) == sum(o["examples"] for o in run["ops"]) >= 2
-    assert all(s == {"dps": 45, "mode": "full", "truth": "elementwise", "rtol": 1e-6, "time_budget": None} for s in seen)
-    assert run["provenance"]["check_options"] == {"dps": 45, "mode": "full", "rtol": 1e-6, "truth": "elementwise", "time_budget": None, "explore": 0}
+    expected = {"dps": 45, "mode": "full", "truth": "elementwise", "rtol": 1e-6, "time_budget": None, "repeats": 3, "mutation_test": True}
+    assert all(s == expected for s in seen)
+    assert run["provenance"]["check_options"] == {**expected, "explore": 0}
+    assert "--repeats 3 --mutation-test on" in run["provenance"]["command"]
+
+
+def test_warnings_of_the_checks_reach_the_summary_record_and_report(tmp_path, capsys):
+    """A mutant the check would pass (rtol 0.5 misses a gradient element scaled by 1.25) is a
+    warning of that example's check; the run counts such examples per op and shows them."""
+    status, run = _verify(tmp_path, "--ops", "tanh", "--examples", "3", "--seed", "0", "--rtol", "0.5", "--mutation-test", "on")
+    assert status == 0
+    (op,) = run["ops"]
+    assert op["passed"] and op["warned"] == op["examples"] >= 1
+    assert 1 <= len(op["warnings"]) <= _runner.MAX_WARNINGS and "scale_one_element" in op["warnings"][0]
+    out = capsys.readouterr().out
+    assert f"checks that warned at some examples (an input the check could not have failed on there, or a mutant it would pass; the report lists them): tanh {op['warned']}/{op['examples']}" in " ".join(out.split())
+    assert "warning: tanh: every example's check warned, e.g. mutation test of" in " ".join(out.split())
+    html = (tmp_path / "index.html").read_text()
+    assert f"warned at {op['warned']} of {op['examples']}" in html and "scale_one_element" in html
+
+
+def test_a_run_without_warnings_records_none(tmp_path, capsys):
+    status, run = _verify(tmp_path, "--ops", "tanh", "--examples", "2", "--seed", "0")
+    assert status == 0 and run["ops"][0]["warned"] == 0 and run["ops"][0]["warnings"] == []
+    assert "warned" not in capsys.readouterr().out
 
 
 # -- output paths -------------------------------------------------------------------------------
@@ -521,7 +551,7 @@ def test_ctrl_c_writes_an_interrupted_record_and_exits_130(tmp_path):
     out = "".join(lines) + out
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err and "Traceback" not in out, err
-    assert "all " not in out and "verified" not in out
+    assert not re.search(r"^all \d+ ops", out, re.MULTILINE) and "verified" not in out
     (message,) = [line for line in out.splitlines() if "interrupted (Ctrl-C)" in line]
     assert message.startswith("gradverify: interrupted (Ctrl-C) in ") and str(tmp_path / "run.json") in message
     run = _record.read_run(tmp_path / "run.json")

@@ -68,3 +68,32 @@ def test_mutants_against_the_gate():
 def test_invalid_mutation_test():
     with pytest.raises(gradverify.InvalidArgument, match="mutation_test=1 must be True or False"):
         gradverify.check_vjp(np.tanh, tanh_vjp, X, mutation_test=1)
+
+
+def test_directional_mutants():
+    """In directional mode the mutants are judged along the directions, over all inputs."""
+    result = gradverify.check_vjp(np.tanh, tanh_vjp, X, mode="directional", mutation_test=True)
+    (row,) = result.per_input
+    assert row.index is None
+    assert [m["kind"] for m in row.mutations] == ["scale_one_element", "drop_a_term"]
+    assert all(m["detected"] for m in row.mutations) and result.warnings == []
+    assert "of input 0 scaled by 1.25" in row.mutations[0]["detail"]
+
+
+def test_directional_mutant_missed_at_a_loose_tolerance():
+    result = gradverify.check_vjp(np.tanh, tanh_vjp, X, mode="directional", rtol=0.5, mutation_test=True)
+    muts = {m["kind"]: m["detected"] for m in result.per_input[0].mutations}
+    assert result.passed and muts["scale_one_element"] is False
+    assert any("mutation test of all inputs (directional)" in w for w in result.warnings), result.warnings
+
+
+def test_directional_mutants_against_the_gate():
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "kernels" / "numpy_kernels.py"
+    spec = importlib.util.spec_from_file_location("gradverify_example_numpy_kernels_d", path)
+    k = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(k)
+    fn, x = k.make_op(np.float16, k.BATCH_F16)
+    w = np.random.default_rng(1).normal(size=(k.FEATURES, k.OUTPUTS)).astype(np.float16)
+    result = gradverify.check_vjp(fn, k.blocked_f16(x), w, reference=k.reference(x), truth="off", mode="directional", mutation_test=True)
+    assert result.passed and [m["kind"] for m in result.per_input[0].mutations] == ["scale_one_element", "drop_a_term"]
+    assert all(m["detected"] for m in result.per_input[0].mutations)

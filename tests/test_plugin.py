@@ -1060,6 +1060,13 @@ def test_summary_lines_in_words():
         "Hypothesis deadline off for 1 @given test that calls gradcheck (a check can take",
         "  longer than 200 ms); set @settings(deadline=...) to choose one.",
     ]
+    warned = _check()
+    warned["result"]["warnings"] = ["vacuous check of input 0: a zero gradient would pass at all 3 elements"]
+    lines = summary_lines([{"nodeid": "t.py::w", "outcome": "passed", "checks": [_check(), warned]}])
+    assert " ".join(line.strip() for line in lines[2:]) == (
+        "1 check warned (an input it could not have failed on, or a mutant it would pass); the first, in t.py::w: "
+        "vacuous check of input 0: a zero gradient would pass at all 3 elements"
+    )
     assert summary_lines([], interrupted=True) == [
         "Interrupted: the run stopped early, so nothing is verified; the record holds the",
         "  tests that finished.",
@@ -1126,3 +1133,25 @@ def test_explore_from_the_ini_the_command_line_or_a_marker_finds_a_hidden_bug(py
     summary = " ".join(" ".join(_section(result.stdout.str())).replace("\xa0", " ").split())
     assert "Worst relative error 0.667 in test_user.py::test_mean_pool: mean_pool, input 0, element (0, 0) (the analytic gradient is off, on a variant of the example)." in summary
     assert "the analytic gradient is wrong on a variant of the example (n1 = 1 (was 4)) (max rel. error 0.667)" in summary
+
+
+LOOSE_TANH = """
+import numpy as np
+
+def test_tanh(gradcheck):
+    gradcheck(np.tanh, lambda v, x: (v * (1 - np.tanh(x) ** 2),), np.random.default_rng(0).normal(size=(2, 3)), rtol=0.5)
+"""
+
+
+@pytest.mark.parametrize("how", ["ini", "option"])
+def test_mutation_test_from_the_ini_or_the_command_line_warns_in_the_summary(pytester, how):
+    """rtol=0.5 passes a gradient element scaled by 1.25: the test passes, and the summary says so."""
+    _write(pytester, LOOSE_TANH)
+    quiet = " ".join(" ".join(_section(pytester.runpytest().stdout.str())).split())
+    assert "warned" not in quiet  # the mutants are judged only when asked
+    if how == "ini":
+        pytester.makeini("[pytest]\ngradverify_mutation_test = on\ngradverify_repeats = 3\n")
+    result = pytester.runpytest(*(["--gradverify-mutation-test=on", "--gradverify-repeats=3"] if how == "option" else []))
+    result.assert_outcomes(passed=1)
+    summary = " ".join(" ".join(_section(result.stdout.str())).replace("\xa0", " ").split())
+    assert "1 check warned (an input it could not have failed on, or a mutant it would pass); the first, in test_user.py::test_tanh: mutation test of input 0: the check would pass the mutant scale_one_element" in summary

@@ -163,6 +163,8 @@ def _op_row(i, o):
         # Optional keys of a newer runner: where the truth decided, and where a user's op came from.
         "truth_decided": o.get("truth_decided") if isinstance(o.get("truth_decided"), int) and not isinstance(o.get("truth_decided"), bool) else 0,
         "origin": _origin(o.get("origin")),
+        "warned": o.get("warned") if isinstance(o.get("warned"), int) and not isinstance(o.get("warned"), bool) else 0,
+        "warnings": [_text(w) for w in o.get("warnings") or [] if _text(w)] if isinstance(o.get("warnings"), list) else [],
     }
 
 
