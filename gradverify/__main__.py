@@ -503,7 +503,7 @@ def warning_lines(ops):
     if not warned:
         return []
     counts = ", ".join(f"{op['name']} {op['warned']}/{op['examples']}" for op in warned)
-    lines = [f"checks that warned at some examples (an input the check could not have failed on there, or a mutant it would pass; the report lists them): {counts}"]
+    lines = [f"checks that warned at some examples (an input where a zero gradient would pass, or a mutant the check would pass; the report lists them): {counts}"]
     for op in warned:
         if op["warned"] >= op["examples"] and op.get("warnings"):
             lines.append(f"warning: {op['name']}: every example's check warned, e.g. {op['warnings'][0]}")

@@ -1,7 +1,8 @@
 """Check power: the smallest error a check could have detected, and vacuous checks.
 
-A check passes vacuously when it could not have failed: every gradient element is below the
-check's own floor (a backward returning zeros would pass), or the cotangent hides what the
+A check passes vacuously when no error below its floor could have failed it: every gradient
+element is below that floor (a backward returning zeros, or off by any factor, would pass,
+though one returning large values would not), or the cotangent hides what the
 backward does (a cotangent of ones through a softmax makes ``phi = sum(v * fn)`` constant;
 a cotangent with zeros leaves those outputs unchecked). Each input's report says how much
 power its check had:
@@ -67,5 +68,8 @@ def warnings_for(reports, *, cotangent_given, v_host):
             )
         else:
             why = "its gradient is below the check's floor everywhere (fn barely depends on it at this point); check it at a point where it matters"
-        out.append(f"vacuous check of {p.name}: a zero gradient would pass at all {p.checked} {unit}, so the check could not have failed; {why}")
+        out.append(
+            f"vacuous check of {p.name}: a zero gradient would pass at all {p.checked} {unit}, so would a backward off by any factor"
+            f" there: only an error above the check's floor could have failed it; {why}"
+        )
     return out

@@ -742,7 +742,7 @@ def summary_lines(tests, *, interrupted=False, deadline_off=0, deadline_ms=200.0
         if warned:
             nodeid, c = warned[0]
             say(
-                f"{_count(len(warned), 'check')} warned (an input it could not have failed on, or a mutant it would pass); "
+                f"{_count(len(warned), 'check')} warned (an input where a zero gradient would pass, or a mutant it would pass); "
                 f"the first, in {_record.visible(nodeid)}: {_record.visible(c['result']['warnings'][0])}"
             )
     if deadline_off:

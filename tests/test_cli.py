@@ -200,7 +200,7 @@ def test_warnings_of_the_checks_reach_the_summary_record_and_report(tmp_path, ca
     assert op["passed"] and op["warned"] == op["examples"] >= 1
     assert 1 <= len(op["warnings"]) <= _runner.MAX_WARNINGS and "scale_one_element" in op["warnings"][0]
     out = capsys.readouterr().out
-    assert f"checks that warned at some examples (an input the check could not have failed on there, or a mutant it would pass; the report lists them): tanh {op['warned']}/{op['examples']}" in " ".join(out.split())
+    assert f"checks that warned at some examples (an input where a zero gradient would pass, or a mutant the check would pass; the report lists them): tanh {op['warned']}/{op['examples']}" in " ".join(out.split())
     assert "warning: tanh: every example's check warned, e.g. mutation test of" in " ".join(out.split())
     html = (tmp_path / "index.html").read_text()
     assert f"warned at {op['warned']} of {op['examples']}" in html and "scale_one_element" in html

@@ -1064,7 +1064,7 @@ def test_summary_lines_in_words():
     warned["result"]["warnings"] = ["vacuous check of input 0: a zero gradient would pass at all 3 elements"]
     lines = summary_lines([{"nodeid": "t.py::w", "outcome": "passed", "checks": [_check(), warned]}])
     assert " ".join(line.strip() for line in lines[2:]) == (
-        "1 check warned (an input it could not have failed on, or a mutant it would pass); the first, in t.py::w: "
+        "1 check warned (an input where a zero gradient would pass, or a mutant it would pass); the first, in t.py::w: "
         "vacuous check of input 0: a zero gradient would pass at all 3 elements"
     )
     assert summary_lines([], interrupted=True) == [
@@ -1154,4 +1154,4 @@ def test_mutation_test_from_the_ini_or_the_command_line_warns_in_the_summary(pyt
     result = pytester.runpytest(*(["--gradverify-mutation-test=on", "--gradverify-repeats=3"] if how == "option" else []))
     result.assert_outcomes(passed=1)
     summary = " ".join(" ".join(_section(result.stdout.str())).replace("\xa0", " ").split())
-    assert "1 check warned (an input it could not have failed on, or a mutant it would pass); the first, in test_user.py::test_tanh: mutation test of input 0: the check would pass the mutant scale_one_element" in summary
+    assert "1 check warned (an input where a zero gradient would pass, or a mutant it would pass); the first, in test_user.py::test_tanh: mutation test of input 0: the check would pass the mutant scale_one_element" in summary
