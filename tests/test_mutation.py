@@ -54,14 +54,19 @@ def test_loose_tolerance_misses_the_scaled_element():
     assert result.passed and muts["scale_one_element"] is False
 
 
-def test_mutants_against_the_gate():
+def _gated_kernel_check(**options):
+    """The float16 blocked kernel of examples/kernels/numpy_kernels.py against its reference."""
     path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "kernels" / "numpy_kernels.py"
     spec = importlib.util.spec_from_file_location("gradverify_example_numpy_kernels_m", path)
     k = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(k)
     fn, x = k.make_op(np.float16, k.BATCH_F16)
     w = np.random.default_rng(1).normal(size=(k.FEATURES, k.OUTPUTS)).astype(np.float16)
-    result = gradverify.check_vjp(fn, k.blocked_f16(x), w, reference=k.reference(x), truth="off", mutation_test=True)
+    return gradverify.check_vjp(fn, k.blocked_f16(x), w, reference=k.reference(x), truth="off", mutation_test=True, **options)
+
+
+def test_mutants_against_the_gate():
+    result = _gated_kernel_check()
     assert result.passed and all(m["detected"] for m in result.per_input[0].mutations)
 
 
@@ -88,12 +93,6 @@ def test_directional_mutant_missed_at_a_loose_tolerance():
 
 
 def test_directional_mutants_against_the_gate():
-    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "kernels" / "numpy_kernels.py"
-    spec = importlib.util.spec_from_file_location("gradverify_example_numpy_kernels_d", path)
-    k = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(k)
-    fn, x = k.make_op(np.float16, k.BATCH_F16)
-    w = np.random.default_rng(1).normal(size=(k.FEATURES, k.OUTPUTS)).astype(np.float16)
-    result = gradverify.check_vjp(fn, k.blocked_f16(x), w, reference=k.reference(x), truth="off", mode="directional", mutation_test=True)
+    result = _gated_kernel_check(mode="directional")
     assert result.passed and [m["kind"] for m in result.per_input[0].mutations] == ["scale_one_element", "drop_a_term"]
     assert all(m["detected"] for m in result.per_input[0].mutations)
