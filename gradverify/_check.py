@@ -160,9 +160,9 @@ def check_vjp(
     mutation_test : bool
         After the verdict, judge two mutants of the backward's output against the same
         evidence (per element in full mode, along the directions in directional mode): its
-        largest element scaled by ``1 + MUTATION_SCALE``, and the
-        gradient with the term of the output with the largest cotangent dropped (``vjp``
-        once more, with that cotangent entry zeroed). Each must fail; one that would pass
+        largest element scaled by ``1 + MUTATION_SCALE``, and the gradient with the term of
+        the output with the largest cotangent dropped (``vjp`` once more, with that cotangent
+        entry zeroed). Each must fail; one that would pass
         is a warning (the check is blind to it). See ``InputReport.mutations``.
 
     Returns
@@ -628,18 +628,28 @@ class _CheckRun:
             mutant = a.copy()
             mutant[k] = a[k] * (1 + MUTATION_SCALE) if a[k] != 0 else MUTATION_SCALE * float(np.max(np.abs(a), initial=1.0) or 1.0)
             out.append({"kind": "scale_one_element", "detail": f"element {unravel(k)} scaled by {1 + MUTATION_SCALE:g}", "detected": detected(mutant)})
-        dropped = self._dropped_term()
+        dropped = self._dropped_gradient(i)
         if dropped is not None:
-            j, grads = dropped
-            g = grads[i] if isinstance(grads, (tuple, list)) and len(grads) > i else None
-            if _structural.is_array_of(self.xp, g) and tuple(g.shape) == tuple(self.inputs[i].shape):
-                mutant = _host64(g)
-                if np.array_equal(mutant, a):
-                    note = f"the term of output {j} (zeroed in the cotangent) does not reach input {i}"
-                    out.append({"kind": "drop_a_term", "detail": note, "detected": None})
-                else:
-                    out.append({"kind": "drop_a_term", "detail": f"the term of output {j} dropped (its cotangent entry zeroed)", "detected": detected(mutant)})
+            j, mutant = dropped
+            if np.array_equal(mutant, a):
+                note = f"the term of output {j} (zeroed in the cotangent) does not reach input {i}"
+                out.append({"kind": "drop_a_term", "detail": note, "detected": None})
+            else:
+                out.append({"kind": "drop_a_term", "detail": f"the term of output {j} dropped (its cotangent entry zeroed)", "detected": detected(mutant)})
         return out
+
+    def _dropped_gradient(self, i):
+        """``(output index, input i's gradient as a flat float64 array)`` with the largest cotangent
+        entry zeroed; None where there is none (a single output, or a gradient the structural
+        checks judge)."""
+        dropped = self._dropped_term()
+        if dropped is None:
+            return None
+        j, grads = dropped
+        g = grads[i] if isinstance(grads, (tuple, list)) and len(grads) > i else None
+        if not (_structural.is_array_of(self.xp, g) and tuple(g.shape) == tuple(self.inputs[i].shape)):
+            return None
+        return j, _host64(g)
 
     def _dropped_term(self):
         """``(output index, vjp's gradients)`` with the largest cotangent entry zeroed; computed once."""
@@ -725,16 +735,11 @@ class _CheckRun:
             where = tuple(int(q) for q in np.unravel_index(k, tuple(self.inputs[i].shape)))
             detail = f"element {where} of input {i} scaled by {1 + MUTATION_SCALE:g}"
             out.append({"kind": "scale_one_element", "detail": detail, "detected": detected({**analytic, i: scaled})})
-        dropped = self._dropped_term()
-        if dropped is not None:
-            j, grads = dropped
-            mutant = {}
-            for i in wrt:
-                g = grads[i] if isinstance(grads, (tuple, list)) and len(grads) > i else None
-                if not (_structural.is_array_of(self.xp, g) and tuple(g.shape) == tuple(self.inputs[i].shape)):
-                    return out  # vjp's contract is judged by the structural checks
-                mutant[i] = _host64(g)
-            if all(np.array_equal(mutant[i], analytic[i]) for i in wrt):
+        dropped = {w: self._dropped_gradient(w) for w in wrt}
+        if all(d is not None for d in dropped.values()):
+            j = dropped[wrt[0]][0]
+            mutant = {w: g for w, (_, g) in dropped.items()}
+            if all(np.array_equal(mutant[w], analytic[w]) for w in wrt):
                 out.append({"kind": "drop_a_term", "detail": f"the term of output {j} (zeroed in the cotangent) reaches no input", "detected": None})
             else:
                 out.append({"kind": "drop_a_term", "detail": f"the term of output {j} dropped (its cotangent entry zeroed)", "detected": detected(mutant)})

@@ -388,8 +388,7 @@ class PhiEvaluator:
 
         The second is the size the noise model weighs (:meth:`noise`); a perturbed output is
         ``out`` to within the step's effect, so ``out`` stands for it (NaN where the first is
-        not finite). Written so that at most
-        about three output-sized temporaries live at once.
+        not finite). Written so that at most about three output-sized temporaries live at once.
         """
         xp = self.xp
         if self.flat_v is None:

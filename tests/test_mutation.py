@@ -96,3 +96,11 @@ def test_directional_mutants_against_the_gate():
     result = _gated_kernel_check(mode="directional")
     assert result.passed and [m["kind"] for m in result.per_input[0].mutations] == ["scale_one_element", "drop_a_term"]
     assert all(m["detected"] for m in result.per_input[0].mutations)
+
+
+def test_directional_mutants_over_several_inputs():
+    x, w = np.random.default_rng(2).normal(size=(3, 4)), np.random.default_rng(3).normal(size=(4, 2))
+    result = gradverify.check_vjp(lambda x, w: x @ w, lambda v, x, w: (v @ w.T, x.T @ v), x, w, mode="directional", mutation_test=True)
+    (row,) = result.per_input
+    assert result.passed and [m["kind"] for m in row.mutations] == ["scale_one_element", "drop_a_term"]
+    assert all(m["detected"] for m in row.mutations) and result.evaluations["vjp"] == 4
