@@ -911,3 +911,17 @@ def test_a_finding_on_a_variant_in_chromium_at_1400px(tmp_path):
     _assert_fits(m)
     assert problems == [] and requests == []
     _screenshot(page, tmp_path, "pytest-explore", m["height"])
+
+
+def test_warned_checks_and_ops_are_listed_under_their_counts(results, catalog):
+    sin = results[0]
+    warned = {**sin, "warnings": ["vacuous check of input 0: a zero gradient would pass at all 3 elements", "mutation test of input 0: the check would pass the mutant scale_one_element"]}
+    run = new_run("pytest", PROVENANCE, tests=[_test("tests/t.py::test_w", "passed", [_check(sin), _check(warned), _check(warned)])])
+    rows = {name: body for _, name, body in _test_rows(render_html(run))}
+    row = rows["tests/t.py::test_w"]
+    assert "<summary>2 warned</summary>" in row and row.count("vacuous check of input 0") == 1 and "scale_one_element" in row
+    ops = copy.deepcopy(catalog)
+    ops["ops"][0].update(warned=3, warnings=["vacuous check of input 1: a zero gradient would pass at all 1 elements"])
+    page = render_html(ops)
+    assert f"<summary>warned at 3 of {ops['ops'][0]['examples']}</summary>" in page and "vacuous check of input 1" in page
+    assert page.count("warned at") == 1  # the other ops did not warn

@@ -51,6 +51,8 @@ _ENV = jinja2.Environment(
 SHOWN_ELEMENTS = 200
 # The most failing checks shown in full under one test (the JSON has all of them).
 SHOWN_FAILURES = 5
+# The distinct warnings of a test's checks (a vacuous input, a mutant a check would pass) shown in its row.
+MAX_WARNINGS_SHOWN = 3
 # Outcomes in pytest's summary order ("1 failed, 3 passed, ..."), and in the order the
 # test table lists them: what needs attention first.
 SUMMARY_ORDER = ("failed", "passed", "skipped", "xfailed", "xpassed", "error")
@@ -227,6 +229,8 @@ def _test_row(i, t):
     shown = (final or failing)[-SHOWN_FAILURES:] if len(final or failing) > SHOWN_FAILURES else (final or failing)
     worst = max((_error_key(c["result"]["max_rel_error"]) for c in checks), default=None)
     backends = sorted({_text(c.get("backend")) for c in checks} - {""})
+    warned = [c for c in checks if isinstance(c["result"].get("warnings"), list) and c["result"]["warnings"]]
+    warnings = list(dict.fromkeys(_text(w) for c in warned for w in c["result"]["warnings"]))
     return {
         "raw": t,
         "anchor": f"test-{i}",
@@ -242,6 +246,8 @@ def _test_row(i, t):
         "failures": [_check_failure(c) for c in shown],
         "more_failures": len(failing) - len(shown),
         "open": t["outcome"] in ("failed", "error"),
+        "warned": len(warned),
+        "warnings": warnings[:MAX_WARNINGS_SHOWN],
     }
 
 
