@@ -908,7 +908,7 @@ class _Sources(_TruthSources):
             return None
         if self._spot_started is None:
             self._spot_started = time.perf_counter()
-        return self.recompute(indices=indices)
+        return self.recompute(indices=indices, slopes=self.analytic[indices])
 
     def sanity(self, indices):
         if self.phi is None:

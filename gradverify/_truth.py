@@ -363,20 +363,28 @@ class HighPrecisionPhi:
             )
             raise _Lost(msg)
 
-    def elementwise(self, i, scales, input_scale, indices=None, extra_digits=0):
+    def elementwise(self, i, scales, input_scale, indices=None, extra_digits=0, slopes=None):
         """Truth for the elements ``indices`` (default all) of input ``i``.
 
         ``scales`` is the flat per-element step scale (:func:`element_scale`). An element
         much smaller than ``input_scale`` takes a step far below the other elements' share
         of ``phi``, so it is evaluated with as many more digits as it is orders of magnitude
         smaller: the step's effect on ``phi`` must stand out of the rounding of the rest.
-        ``extra_digits`` adds more to every element (see :func:`confirm`).
+        ``slopes`` (the expected derivatives of the elements ``indices``, such as the
+        analytic gradient's) ask at once for the digits a small derivative needs
+        (:meth:`digits_for`), which the truth would otherwise add after a first stencil:
+        only the cost depends on them. ``extra_digits`` adds more to every element (see
+        :func:`confirm`).
         """
         idx = range(self.base[i].size) if indices is None else indices
         # In logarithms: the ratio of a normal scale to a subnormal element overflows.
         orders = np.log10(input_scale) - np.log10(np.asarray(scales, dtype=np.float64))
-        extra = np.ceil(np.clip(orders, 0.0, MAX_EXTRA_DIGITS)).astype(int) + extra_digits
-        return _values([self._derivative(self._along_element(i, k), scales[k], int(extra[k])) for k in idx])
+        extra = np.ceil(np.clip(orders, 0.0, MAX_EXTRA_DIGITS)).astype(int)
+        wanted = [int(extra[k]) for k in idx]
+        if slopes is not None:
+            # digits_for takes a derivative along a step of scale 1: the element's is scales[k] long.
+            wanted = [max(e, self.digits_for(float(s) * float(scales[k]))) for e, s, k in zip(wanted, slopes, idx)]
+        return _values([self._derivative(self._along_element(i, k), scales[k], e + extra_digits) for e, k in zip(wanted, idx)])
 
     def _along_element(self, i, k):
         """``shifted(t, dps)``: phi with element ``k`` of input ``i`` moved by ``t``."""
