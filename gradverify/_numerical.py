@@ -278,14 +278,7 @@ class PhiEvaluator:
         self.out = xp.asarray(fn(*inputs) if out is None else out, copy=True)
         self.calls = 1
         self.eps = float(xp.finfo(self.out.dtype).eps)
-        # In place: on a large output every temporary is another copy of it.
-        weighted = xp.abs(self.out)
-        weighted *= xp.abs(cotangent)
-        self.magnitude = float(xp.sum(weighted))  # sum(|v * fn(x)|)
-        weighted = xp.maximum(xp.abs(self.out), 1.0)
-        weighted *= xp.abs(cotangent)
-        self.noise_magnitude = float(xp.sum(weighted))
-        del weighted
+        self.magnitude, self.noise_magnitude = _magnitudes(xp, self.out, cotangent)
         # The spacing of subnormals: below it everything is underflow.
         self.tiny = float(xp.finfo(self.out.dtype).smallest_normal) * self.eps
         out_size = int(np.prod(self.out.shape))
@@ -549,6 +542,23 @@ class PhiEvaluator:
         rows = xp.asarray(entry.deltas, device=device)
         rows += flat
         return rows
+
+
+def _magnitudes(xp, out, v):
+    """``(sum(|v * out|), sum(|v| * max(|out|, 1)))``, through one output-sized buffer where
+    the library writes in place (NumPy, CuPy): on a large output every temporary is another
+    copy of it."""
+    if isinstance(out, np.ndarray) and isinstance(v, np.ndarray):
+        work = np.asarray(np.multiply(out, v), dtype=np.float64)  # a 0-d product is a scalar: make it an array
+        magnitude = float(np.sum(np.abs(work, out=work)))
+        np.abs(out, out=work)
+        np.maximum(work, 1.0, out=work)
+        np.multiply(work, v, out=work)
+        return magnitude, float(np.sum(np.abs(work, out=work)))
+    weighted = xp.abs(out * v)
+    magnitude = float(xp.sum(weighted))
+    del weighted
+    return magnitude, float(xp.sum(xp.maximum(xp.abs(out), 1.0) * xp.abs(v)))
 
 
 @dataclass

@@ -76,6 +76,7 @@ def inspect(call, fn, vjp, inputs, *, wrt, floating, cotangent, seed, xp, device
                 host = _host(again_out)
                 lo_out = np.minimum(_host(out) if lo_out is None else lo_out, host)
                 hi_out = np.maximum(_host(out) if hi_out is None else hi_out, host)
+        del again_out  # an output-sized array: not held through the calls of vjp
     if nondeterministic:
         seen.fn_spread = float(np.max(hi_out - lo_out, initial=0.0)) if lo_out is not None else 0.0
     elif differ:
@@ -85,14 +86,18 @@ def inspect(call, fn, vjp, inputs, *, wrt, floating, cotangent, seed, xp, device
         )
         seen.fail("fn_nondeterministic", msg)
     v = _cotangent(cotangent, out, seed, xp, device)
-    v_copy = xp.asarray(v, copy=True)
+    # The caller's cotangent is copied, to see whether vjp writes into it; one drawn here is
+    # drawn again instead: an output-sized array less while vjp runs.
+    v_copy = xp.asarray(v, copy=True) if cotangent is not None else None
     grads = call("vjp", vjp, v, *seen.inputs)
     mutates = _mutations(seen, copies, "vjp", xp)
     del copies
-    if not same(xp, v, v_copy):
-        seen.fail("vjp_mutates_cotangent", "vjp changed the cotangent in place; work on a copy", blame="analytic")
-        v = v_copy  # the numbers use the cotangent as it was passed in
+    original = v_copy if v_copy is not None else _cotangent(None, out, seed, xp, device)
     del v_copy
+    if not same(xp, v, original):
+        seen.fail("vjp_mutates_cotangent", "vjp changed the cotangent in place; work on a copy", blame="analytic")
+        v = original  # the numbers use the cotangent as it was passed in
+    del original
     if not _arity(seen, grads, len(inputs), xp):
         return seen
     seen.out, seen.v = out, v
@@ -108,6 +113,7 @@ def inspect(call, fn, vjp, inputs, *, wrt, floating, cotangent, seed, xp, device
     for _ in range(repeats - 1):
         again = call("vjp", vjp, xp.asarray(seen.v, copy=True), *fresh())
         if _tuple_same(xp, grads, again, seen.usable):
+            del again  # gradient-sized: not held through the next call
             continue
         differ += 1
         if nondeterministic and isinstance(again, (tuple, list)) and len(again) == len(grads):
@@ -118,6 +124,7 @@ def inspect(call, fn, vjp, inputs, *, wrt, floating, cotangent, seed, xp, device
                 host, first = _host(g), _host(grads[i])
                 lo[i] = np.minimum(first if lo[i] is None else lo[i], host)
                 hi[i] = np.maximum(first if hi[i] is None else hi[i], host)
+        del again
     if nondeterministic:
         seen.spread = {i: (hi[i] - lo[i] if lo[i] is not None else np.zeros(int(np.prod(grads[i].shape)))) for i in seen.usable}
     elif differ:
