@@ -149,11 +149,16 @@ class TextSetting:
     parse: object  # text -> value, raising ValueError with what is wrong
 
 
-def _parse_dps(text):
-    value = int(text)
-    if value < 30:
-        raise ValueError("the digits of the truth must be an integer >= 30")
-    return value
+def _parse_int(minimum, message):
+    """A parser of integers ``>= minimum``; ``message`` says what is wrong otherwise."""
+
+    def parse(text):
+        value = int(text)
+        if value < minimum:
+            raise ValueError(message)
+        return value
+
+    return parse
 
 
 def _parse_choice(choices):
@@ -169,20 +174,6 @@ def _parse_rtol(text):
     value = float(text)
     if not 0 < value < 1:
         raise ValueError("rtol must be a number in (0, 1), e.g. 1e-6")
-    return value
-
-
-def _parse_explore(text):
-    value = int(text)
-    if value < 0:
-        raise ValueError("the number of variants to explore must be an integer >= 0 (0: the example only)")
-    return value
-
-
-def _parse_repeats(text):
-    value = int(text)
-    if value < 2:
-        raise ValueError("repeats must be an integer >= 2: fn and vjp run that many times and must agree")
     return value
 
 
@@ -208,12 +199,22 @@ def _parse_time_budget(text):
 TEXT_SETTINGS = {
     s.name: s
     for s in (
-        TextSetting("dps", "N", f"significant digits of the high-precision truth (an integer >= 30; default {DEFAULT_DPS})", _parse_dps),
+        TextSetting("dps", "N", f"significant digits of the high-precision truth (an integer >= 30; default {DEFAULT_DPS})", _parse_int(30, "the digits of the truth must be an integer >= 30")),
         TextSetting("mode", "|".join(MODES), "finite differences for every element (full), along random directions (directional), or auto (default)", _parse_choice(MODES)),
         TextSetting("rtol", "R", "relative tolerance of every gradient check, a number in (0, 1) (default: by dtype)", _parse_rtol),
         TextSetting("truth", "|".join(TRUTHS), "the high-precision truth: auto (default), elementwise, directional or off", _parse_choice(TRUTHS)),
-        TextSetting("explore", "N", "after each check's example, search up to N variants of it for inputs that show a bug (default 0: the example only)", _parse_explore),
-        TextSetting("repeats", "N", "how many times fn and vjp run on the example; their results must agree bitwise (an integer >= 2; default 2)", _parse_repeats),
+        TextSetting(
+            "explore",
+            "N",
+            "after each check's example, search up to N variants of it for inputs that show a bug (default 0: the example only)",
+            _parse_int(0, "the number of variants to explore must be an integer >= 0 (0: the example only)"),
+        ),
+        TextSetting(
+            "repeats",
+            "N",
+            "how many times fn and vjp run on the example; their results must agree bitwise (an integer >= 2; default 2)",
+            _parse_int(2, "repeats must be an integer >= 2: fn and vjp run that many times and must agree"),
+        ),
         TextSetting(
             "mutation_test",
             "on|off",
